@@ -30,8 +30,7 @@ from typing import Any
 import torch
 import yaml
 
-from sparsebench import provenance, registry
-from sparsebench.runner import write_json_atomic
+from sparsebench import atomic, provenance, registry
 
 Outputs = dict[str, torch.Tensor]
 Inputs = dict[str, Any]
@@ -166,7 +165,7 @@ def run_benchmark(
         "peaks": hardware.get("peaks", {}),
         "environment": environment(device, gpu_before),
     }
-    write_json_atomic(document, Path(out_path))
+    atomic.write_json(Path(out_path), document)
     if document["status"] != "ok":
         bad = [c["shape"] for c in cases if not c["correctness"]["ok"]]
         raise KernelCheckError(f"kernel {kernel!r} disagrees with its reference at {bad}")

@@ -8,10 +8,11 @@ import dataclasses
 import pytest
 import torch
 
+from sparsebench import atomic, registry
 from sparsebench import checkpoint as checkpoints
-from sparsebench import registry
-from sparsebench.engines.trainer import Budget, train
+from sparsebench.engines.trainer import train
 from sparsebench.models.mlp import MLP
+from sparsebench.spec import Budget
 
 BUDGET = Budget(steps=30, batch_size=32, eval_every=7, schedule="cosine", checkpoint_every=10)
 METHODS = [
@@ -79,7 +80,7 @@ def test_a_killed_run_resumes_bit_identically(tiny_data, tmp_path, name, params)
         model.state_dict().items(), model_b.state_dict().values(), strict=True
     ):
         assert torch.equal(want, got), key
-    assert not path.exists() and not checkpoints.sidecar(path).exists()
+    assert not path.exists() and not atomic.sidecar(path).exists()
 
 
 def test_sparse_method_state_round_trips_its_masks(tiny_data):
@@ -111,7 +112,7 @@ def test_a_corrupt_checkpoint_is_reported_and_ignored(tiny_data, tmp_path, damag
     elif damage == "flip":
         path.write_bytes(data[:-100] + bytes([data[-100] ^ 1]) + data[-99:])
     else:
-        checkpoints.sidecar(path).unlink()
+        atomic.sidecar(path).unlink()
     model, method = fresh("dense", {}, tiny_data)
     watch = KillAt(method)
     with pytest.warns(checkpoints.CorruptCheckpointWarning, match="restarts from step 0"):

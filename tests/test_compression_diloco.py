@@ -3,10 +3,9 @@ import torch
 from sparsebench import registry
 from sparsebench.engines import workers
 from sparsebench.engines.context import RunContext
-from sparsebench.engines.trainer import Budget
 from sparsebench.models import build_model
 from sparsebench.seeds import all_seeds
-from sparsebench.spec import Component, RunSpec
+from sparsebench.spec import Budget, Component, RunSpec
 
 
 def run(tiny_data, name: str, params: dict, budget: Budget):

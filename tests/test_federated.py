@@ -8,10 +8,9 @@ from sparsebench import registry
 from sparsebench.data.partition import dirichlet, iid, manifest_hash
 from sparsebench.engines.context import RunContext
 from sparsebench.engines.federated import run as run_federated
-from sparsebench.engines.trainer import Budget
 from sparsebench.models.mlp import MLP
 from sparsebench.seeds import all_seeds
-from sparsebench.spec import Component, RunSpec
+from sparsebench.spec import Budget, Component, RunSpec
 
 
 @pytest.mark.parametrize(

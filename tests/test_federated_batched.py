@@ -4,8 +4,8 @@ import torch
 from sparsebench import registry
 from sparsebench.engines import federated_batched
 from sparsebench.engines.federated import model_vector, train_one
-from sparsebench.engines.trainer import Budget
 from sparsebench.models.mlp import MLP
+from sparsebench.spec import Budget
 
 
 @pytest.mark.parametrize(

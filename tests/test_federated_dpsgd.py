@@ -4,10 +4,9 @@ import torch
 from sparsebench import registry
 from sparsebench.engines.context import RunContext
 from sparsebench.engines.federated import consensus_distance, model_vector, node_models, run
-from sparsebench.engines.trainer import Budget
 from sparsebench.models.mlp import MLP
 from sparsebench.seeds import all_seeds
-from sparsebench.spec import Component, RunSpec
+from sparsebench.spec import Budget, Component, RunSpec
 
 
 def _dpsgd(**opts):

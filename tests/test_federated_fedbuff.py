@@ -5,10 +5,9 @@ import torch
 from sparsebench import registry
 from sparsebench.engines.context import RunContext
 from sparsebench.engines.federated import model_vector, run
-from sparsebench.engines.trainer import Budget
 from sparsebench.models.mlp import MLP
 from sparsebench.seeds import all_seeds
-from sparsebench.spec import Component, RunSpec
+from sparsebench.spec import Budget, Component, RunSpec
 
 BUDGET = Budget(rounds=3, local_steps=2, batch_size=16, optimizer="sgd", lr=0.1, momentum=0.0)
 

@@ -7,10 +7,9 @@ from sparsebench import registry
 from sparsebench.data.partition import manifest_hash, read_manifest, shards, write_manifest
 from sparsebench.engines.context import RunContext
 from sparsebench.engines.federated import run, write_partition_manifest
-from sparsebench.engines.trainer import Budget
 from sparsebench.models.mlp import MLP
 from sparsebench.seeds import all_seeds
-from sparsebench.spec import Component, RunSpec
+from sparsebench.spec import Budget, Component, RunSpec
 
 
 def test_shards_cover_every_sample_once_with_k_classes_each_and_are_reproducible():

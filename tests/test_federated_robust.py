@@ -4,11 +4,10 @@ import torch
 from sparsebench import registry
 from sparsebench.engines.context import RunContext
 from sparsebench.engines.federated import byzantine_clients, model_vector, run
-from sparsebench.engines.trainer import Budget
 from sparsebench.methods.federated.robust import attack, combine
 from sparsebench.models.mlp import MLP
 from sparsebench.seeds import all_seeds
-from sparsebench.spec import Component, RunSpec
+from sparsebench.spec import Budget, Component, RunSpec
 
 
 def _updates(honest: int, byzantine: int) -> tuple[torch.Tensor, torch.Tensor]:

@@ -4,10 +4,9 @@ from sparsebench import registry
 from sparsebench.comm.compressors import TopK
 from sparsebench.engines.context import RunContext
 from sparsebench.engines.federated import run
-from sparsebench.engines.trainer import Budget
 from sparsebench.models.mlp import MLP
 from sparsebench.seeds import all_seeds
-from sparsebench.spec import Component, RunSpec
+from sparsebench.spec import Budget, Component, RunSpec
 
 SCHEDULE = [[0, 1], [2, 3], [1, 2], [3, 0]] * 5
 

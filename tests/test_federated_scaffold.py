@@ -3,10 +3,9 @@ import torch
 from sparsebench import registry
 from sparsebench.engines.context import RunContext
 from sparsebench.engines.federated import run
-from sparsebench.engines.trainer import Budget
 from sparsebench.models.mlp import MLP
 from sparsebench.seeds import all_seeds
-from sparsebench.spec import Component, RunSpec
+from sparsebench.spec import Budget, Component, RunSpec
 
 
 def _strategy(name: str, clients: int):

@@ -10,10 +10,9 @@ from sparsebench.engines.federated import (
     run,
     train_round,
 )
-from sparsebench.engines.trainer import Budget
 from sparsebench.models.mlp import MLP
 from sparsebench.seeds import all_seeds
-from sparsebench.spec import Component, RunSpec
+from sparsebench.spec import Budget, Component, RunSpec
 
 BUDGET = Budget(rounds=3, local_steps=2, batch_size=16, optimizer="sgd", lr=0.1, momentum=0.0)
 

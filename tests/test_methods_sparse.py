@@ -4,13 +4,12 @@ import torch
 from sparsebench import registry
 from sparsebench.engines.context import RunContext
 from sparsebench.engines.pruning import run as run_pruning
-from sparsebench.engines.trainer import Budget
 from sparsebench.models.mlp import MLP
 from sparsebench.seeds import all_seeds
 from sparsebench.sparsity.allocation import erk_densities
 from sparsebench.sparsity.masked import prunable_weights
 from sparsebench.sparsity.masks import keep_count
-from sparsebench.spec import Component, RunSpec
+from sparsebench.spec import Budget, Component, RunSpec
 
 
 def build(family: str, name: str, params: dict):

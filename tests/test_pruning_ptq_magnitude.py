@@ -52,11 +52,10 @@ def test_engine_on_a_tiny_gpt_reports_perplexities_and_layer_errors():
     from sparsebench.data.shakespeare import ShakespeareParams, from_texts
     from sparsebench.engines.context import RunContext
     from sparsebench.engines.pruning import run as run_pruning
-    from sparsebench.engines.trainer import Budget
     from sparsebench.models.gpt import GptParams
     from sparsebench.models.gpt import build as build_gpt
     from sparsebench.seeds import all_seeds
-    from sparsebench.spec import Component, RunSpec
+    from sparsebench.spec import Budget, Component, RunSpec
 
     text = {"A": "to be or not to be, that is the question. " * 20}
     data = from_texts(text, ShakespeareParams(block_size=16, num_train_windows=64))

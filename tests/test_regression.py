@@ -52,7 +52,7 @@ def test_rerunning_the_same_code_passes(root, baseline_docs):
 
 def test_a_planted_code_regression_is_caught(root, baseline_docs, monkeypatch):
     """Same configs, worse code: a learning-rate schedule bug that trains 20x slower."""
-    from sparsebench.engines.trainer import Budget
+    from sparsebench.spec import Budget
 
     correct = Budget.lr_at
     monkeypatch.setattr(Budget, "lr_at", lambda self, step, total: correct(self, step, total) / 20)

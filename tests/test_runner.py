@@ -2,23 +2,24 @@ import json
 
 import pytest
 
+from sparsebench.atomic import write_json
 from sparsebench.config import load_hardware
-from sparsebench.runner import execute, write_json_atomic
+from sparsebench.runner import execute
 from sparsebench.spec import Component, RunSpec
 
 
 def test_atomic_write_leaves_the_old_file_when_serialization_fails(tmp_path):
     path = tmp_path / "result.json"
-    write_json_atomic({"a": 1}, path)
+    write_json(path, {"a": 1})
     with pytest.raises(TypeError):
-        write_json_atomic({"a": object()}, path)
+        write_json(path, {"a": object()})
     assert json.loads(path.read_text()) == {"a": 1}
     assert [p.name for p in tmp_path.iterdir()] == ["result.json"]
 
 
 def test_non_finite_numbers_are_written_as_null(tmp_path):
     path = tmp_path / "r.json"
-    write_json_atomic({"x": float("nan"), "y": [float("inf"), 1.0]}, path)
+    write_json(path, {"x": float("nan"), "y": [float("inf"), 1.0]})
     assert json.loads(path.read_text()) == {"x": None, "y": [None, 1.0]}
 
 

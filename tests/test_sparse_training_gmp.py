@@ -2,10 +2,12 @@ import pytest
 import torch
 
 from sparsebench import registry
-from sparsebench.engines.trainer import Budget, TrainHooks, train
+from sparsebench.engines.trainer import train
+from sparsebench.hooks import TrainHooks
 from sparsebench.models.mlp import MLP
 from sparsebench.sparsity.masks import keep_count
 from sparsebench.sparsity.schedules import cubic_density
+from sparsebench.spec import Budget
 
 
 def build(**params):

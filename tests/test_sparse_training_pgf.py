@@ -5,10 +5,11 @@ import torch
 import torch.nn as nn
 
 from sparsebench import registry
-from sparsebench.engines.trainer import Budget, train
+from sparsebench.engines.trainer import train
 from sparsebench.models.mlp import MLP
 from sparsebench.sparsity.masked import measured_density
 from sparsebench.sparsity.masks import NM
+from sparsebench.spec import Budget
 
 
 def build(**params):

@@ -2,9 +2,11 @@ import pytest
 import torch
 
 from sparsebench import registry
-from sparsebench.engines.trainer import Budget, TrainHooks, train
+from sparsebench.engines.trainer import train
+from sparsebench.hooks import TrainHooks
 from sparsebench.models.mlp import MLP
 from sparsebench.sparsity.masked import prunable_weights
+from sparsebench.spec import Budget
 
 
 def build(name: str, **params):

@@ -1,8 +1,9 @@
 import torch
 
 from sparsebench import registry
-from sparsebench.engines.trainer import Budget, train
+from sparsebench.engines.trainer import train
 from sparsebench.models.mlp import MLP
+from sparsebench.spec import Budget
 
 
 def build(**params):

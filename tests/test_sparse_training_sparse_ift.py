@@ -2,11 +2,12 @@ import pytest
 import torch
 
 from sparsebench import registry
-from sparsebench.engines.trainer import Budget, train
+from sparsebench.engines.trainer import train
 from sparsebench.metrics import flop_costs
 from sparsebench.models.cnn import Conv1dNet
 from sparsebench.models.mlp import MLP
 from sparsebench.sparsity.masked import measured_density
+from sparsebench.spec import Budget
 
 
 def build(**params):

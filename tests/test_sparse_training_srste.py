@@ -3,9 +3,11 @@ import torch
 import torch.nn as nn
 
 from sparsebench import registry
-from sparsebench.engines.trainer import Budget, TrainHooks, train
+from sparsebench.engines.trainer import train
+from sparsebench.hooks import TrainHooks
 from sparsebench.models.mlp import MLP
 from sparsebench.sparsity.masked import measured_density, prunable_weights
+from sparsebench.spec import Budget
 
 
 def build(**params):

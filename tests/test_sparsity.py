@@ -1,12 +1,13 @@
 import pytest
 import torch
 
-from sparsebench.engines.trainer import Budget, train
+from sparsebench.engines.trainer import train
 from sparsebench.models.cnn import Conv1dNet
 from sparsebench.models.mlp import MLP
 from sparsebench.sparsity.allocation import erk_densities
 from sparsebench.sparsity.masked import MaskedWeights, measured_density, prunable_weights
 from sparsebench.sparsity.masks import NM, keep_count, magnitude_mask, nm_mask, random_mask
+from sparsebench.spec import Budget
 
 
 def test_random_mask_keeps_exactly_the_rounded_count():

@@ -12,15 +12,15 @@ dicts (generator states are ByteTensors).
 
 from __future__ import annotations
 
-import hashlib
 import io
 import logging
-import os
 import warnings
 from pathlib import Path
 from typing import Any
 
 import torch
+
+from sparsebench import atomic
 
 log = logging.getLogger(__name__)
 
@@ -29,31 +29,14 @@ class CorruptCheckpointWarning(UserWarning):
     """A checkpoint exists but fails verification; training restarts from step 0."""
 
 
-def sidecar(path: Path) -> Path:
-    return path.with_name(path.name + ".sha256")
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "wb") as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
-
-
 def save(state: dict[str, Any], path: Path) -> None:
     """Write `state` to `path` and its digest to `path`.sha256, each atomically.
 
     A crash between the two renames leaves a file and a digest that disagree: detected on load.
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     buffer = io.BytesIO()
     torch.save(state, buffer)
-    data = buffer.getvalue()
-    _write_atomic(path, data)
-    _write_atomic(sidecar(path), hashlib.sha256(data).hexdigest().encode() + b"\n")
+    atomic.write_with_digest(Path(path), buffer.getvalue())
 
 
 def _reject(path: Path, why: str) -> None:
@@ -68,11 +51,10 @@ def load(path: Path) -> dict[str, Any] | None:
     if not path.exists():
         return None
     data = path.read_bytes()
-    digest = sidecar(path)
-    if not digest.exists():
+    if not atomic.sidecar(path).exists():
         _reject(path, "its .sha256 sidecar is missing")
         return None
-    if hashlib.sha256(data).hexdigest() != digest.read_text().strip():
+    if not atomic.digest_ok(path, data):
         _reject(path, "SHA-256 mismatch (truncated or corrupt)")
         return None
     try:
@@ -84,7 +66,7 @@ def load(path: Path) -> dict[str, Any] | None:
 
 def remove(path: Path) -> None:
     """Delete a checkpoint and its sidecar once the run it belongs to has finished."""
-    for target in (Path(path), sidecar(Path(path))):
+    for target in (Path(path), atomic.sidecar(path)):
         target.unlink(missing_ok=True)
 
 
@@ -133,14 +115,13 @@ def training_state(
     curves: dict[str, list],
 ) -> dict[str, Any]:
     """Everything a training loop needs to continue after `step` exactly as if never stopped."""
-    hooks_state = hooks.state_dict() if hasattr(hooks, "state_dict") else None
     return {
         "step": step,
         "total_steps": total_steps,
         "running": running,
         "model": model.state_dict(),
         "optimizer": optimizer.state_dict(),
-        "hooks": hooks_state,
+        "hooks": hooks.state_dict(),
         "data_generator": data_generator.get_state(),
         "torch_rng": torch.get_rng_state(),
         "curves": {name: list(values) for name, values in curves.items()},
@@ -169,8 +150,7 @@ def restore_training(
     The data order is restored by the caller replaying `state['step']` batches."""
     model.load_state_dict(state["model"])
     optimizer.load_state_dict(state["optimizer"])
-    if state["hooks"] is not None:
-        hooks.load_state_dict(state["hooks"])
+    hooks.load_state_dict(state["hooks"])
     torch.set_rng_state(state["torch_rng"])
     curves.clear()
     curves.update(state["curves"])

@@ -10,7 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from sparsebench import registry
+from sparsebench import atomic, registry
 from sparsebench.config import ConfigError, hardware_names, load_hardware, load_suite
 from sparsebench.registry import RegistryError
 from sparsebench.regression import BaselineError
@@ -41,7 +41,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     )
     if args.partition:
         check_partition(Path(args.partition), document)
-    runner.write_json_atomic(document, out)
+    atomic.write_json(out, document)
     print(f"{document['status']}: {spec.key()} -> {out}", file=sys.stderr)
     if not args.no_track:
         try:
@@ -117,10 +117,9 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 def cmd_throughput(args: argparse.Namespace) -> int:
     from sparsebench.engines.federated_throughput import measure
-    from sparsebench.runner import write_json_atomic
 
     document = measure(rounds=args.rounds, clients=args.clients, threads=args.threads)
-    write_json_atomic(document, Path(args.out))
+    atomic.write_json(Path(args.out), document)
     for row in document["rows"]:
         print(f"{row['clients_per_round']:4d} per round  {row['mode']:<10}  "
               f"{row['clients_per_s']:8.1f} clients/s")  # fmt: skip

@@ -16,9 +16,8 @@ import jsonschema
 import yaml
 
 from sparsebench import registry
-from sparsebench.engines.trainer import Budget
 from sparsebench.registry import RegistryError, UnknownNameError
-from sparsebench.spec import Component, RunSpec
+from sparsebench.spec import Budget, Component, RunSpec
 
 
 class ConfigError(ValueError):

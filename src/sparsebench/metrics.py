@@ -1,4 +1,5 @@
-"""Measured quantities: accuracy and loss, FLOPs (dense and density-scaled), peak memory.
+"""Measured quantities: accuracy and loss, a run's final metrics, FLOPs (dense and
+density-scaled), peak memory.
 
 FLOPs come from torch.utils.flop_counter on a real forward (and forward + backward) pass; the
 sparse count scales each Linear/Conv layer's measured FLOPs by the measured density of its
@@ -38,7 +39,28 @@ def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch: int = 10
         count += target.numel()
     model.train(was_training)
     loss = loss_sum / count
-    return {"loss": loss, "acc": correct / count, "ppl": math.exp(min(loss, 50.0))}
+    return {"loss": loss, "acc": correct / count, "ppl": perplexity(loss)}
+
+
+def perplexity(loss: float) -> float:
+    """exp(mean token cross-entropy), capped at exp(50) so a diverging run stays finite."""
+    return math.exp(min(loss, 50.0))
+
+
+def final_metrics(curves: dict[str, list], language_model: bool) -> dict[str, float]:
+    """The metrics every engine reports from its evaluation curves: final and best test
+    accuracy, final test (and train) loss, and for language models final and best perplexity.
+    Empty when nothing was evaluated (a run that diverged before its first evaluation)."""
+    acc, loss = curves.get("test_acc") or [], curves.get("test_loss") or []
+    if not acc:
+        return {}
+    out = {"test_acc": acc[-1], "test_loss": loss[-1], "best_test_acc": max(acc)}
+    if curves.get("train_loss"):
+        out["train_loss"] = curves["train_loss"][-1]
+    if language_model:
+        out["test_ppl"] = perplexity(loss[-1])
+        out["best_test_ppl"] = perplexity(min(loss))
+    return out
 
 
 def _layer_flops(model: nn.Module, x: torch.Tensor, backward: bool) -> tuple[int, dict[str, int]]:

@@ -8,9 +8,6 @@ killed job never leaves a half-written result behind.
 
 from __future__ import annotations
 
-import json
-import os
-import tempfile
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -23,11 +20,10 @@ from sparsebench.comm.links import comm_time, links_from_profile, time_to_target
 from sparsebench.data.base import load_dataset
 from sparsebench.engines import federated, pruning, sparse_training, workers
 from sparsebench.engines.context import RunContext
-from sparsebench.engines.trainer import Budget
 from sparsebench.metrics import peak_memory_bytes
 from sparsebench.models import build_model
 from sparsebench.seeds import all_seeds
-from sparsebench.spec import RunResult, RunSpec
+from sparsebench.spec import Budget, RunResult, RunSpec
 
 ENGINES = {
     "sparse_training": sparse_training.run,
@@ -88,29 +84,3 @@ def execute(
             "finished": datetime.now(UTC).isoformat(timespec="seconds"),
         },
     }
-
-
-def write_json_atomic(document: dict[str, Any], path: Path) -> None:
-    """Write to a temp file in the same folder, fsync, then rename over the target."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(_finite(document), f, indent=1, sort_keys=True, allow_nan=False)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def _finite(value: Any) -> Any:
-    """JSON has no NaN or infinity: write them as null."""
-    if isinstance(value, float):
-        return value if value == value and abs(value) != float("inf") else None
-    if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_finite(v) for v in value]
-    return value

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 FAMILIES = ("sparse_training", "pruning", "compression", "federated")
 BOOKKEEPING_BUDGET_KEYS = frozenset({"checkpoint_every"})
@@ -91,6 +92,37 @@ class RunSpec:
     @classmethod
     def from_json(cls, text: str) -> RunSpec:
         return cls.from_dict(json.loads(text))
+
+
+@dataclass(frozen=True)
+class Budget:
+    """How long and how a model is trained; the `budget` section of an experiment grid."""
+
+    steps: int = 1000
+    batch_size: int = 100
+    lr: float = 1e-2
+    optimizer: Literal["adam", "sgd"] = "adam"
+    momentum: float = 0.9
+    weight_decay: float = 0.0
+    eval_every: int = 250
+    schedule: Literal["constant", "cosine"] = "constant"
+    warmup_steps: int = 0
+    grad_clip: float = 0.0
+    rounds: int = 20
+    local_steps: int = 10
+    target_acc: float = 0.0
+    """Test accuracy whose first crossing defines time-to-target (0: not measured)."""
+    checkpoint_every: int = 0
+    """Save a resumable checkpoint every this many steps (0: never)."""
+
+    def lr_at(self, step: int, total: int) -> float:
+        """Learning rate at 1-based `step` of `total`: linear warm-up, then constant or cosine."""
+        if step <= self.warmup_steps:
+            return self.lr * step / max(self.warmup_steps, 1)
+        if self.schedule == "cosine":
+            progress = (step - self.warmup_steps) / max(total - self.warmup_steps, 1)
+            return self.lr * 0.5 * (1.0 + math.cos(math.pi * min(progress, 1.0)))
+        return self.lr
 
 
 @dataclass

@@ -10,17 +10,16 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import io
 import json
 import logging
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from sparsebench import registry
+from sparsebench import atomic, registry
 from sparsebench.spec import Component
 
 log = logging.getLogger(__name__)
@@ -40,6 +39,11 @@ class Dataset:
     @property
     def input_shape(self) -> tuple[int, ...]:
         return tuple(self.x_train.shape[1:])
+
+    @property
+    def language_model(self) -> bool:
+        """True for next-token data, whose quality is also reported as perplexity."""
+        return self.meta.get("task") == "lm"
 
     def to_state(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -64,10 +68,11 @@ def build_dataset(component: Component) -> Dataset:
 def prepare_dataset(component: Component, data_dir: str | Path) -> Path:
     """Build the dataset into the cache unless a verified copy is already there."""
     path = dataset_file(component, data_dir)
-    if path.exists() and _checksum_ok(path):
+    if atomic.digest_ok(path):
         return path
-    dataset = build_dataset(component)
-    _atomic_save(dataset.to_state(), path)
+    buffer = io.BytesIO()
+    torch.save(build_dataset(component).to_state(), buffer)
+    atomic.write_with_digest(path, buffer.getvalue())
     return path
 
 
@@ -76,7 +81,7 @@ def load_dataset(component: Component, data_dir: str | Path | None = None) -> Da
     if data_dir is None:
         return build_dataset(component)
     path = dataset_file(component, data_dir)
-    if not (path.exists() and _checksum_ok(path)):
+    if not atomic.digest_ok(path):
         if path.exists():
             log.warning("dataset cache %s failed its checksum; rebuilding", path)
         prepare_dataset(component, data_dir)
@@ -90,21 +95,3 @@ def sha256_file(path: Path) -> str:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()
-
-
-def _checksum_ok(path: Path) -> bool:
-    sidecar = path.with_suffix(path.suffix + ".sha256")
-    return sidecar.exists() and sidecar.read_text().strip() == sha256_file(path)
-
-
-def _atomic_save(state: dict[str, Any], path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    os.close(fd)
-    torch.save(state, tmp)
-    digest = sha256_file(Path(tmp))
-    os.replace(tmp, path)
-    sidecar = path.with_suffix(path.suffix + ".sha256")
-    sidecar_tmp = sidecar.with_suffix(".tmp")
-    sidecar_tmp.write_text(digest + "\n")
-    os.replace(sidecar_tmp, sidecar)

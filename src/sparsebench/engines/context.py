@@ -8,10 +8,9 @@ from typing import Any
 import torch.nn as nn
 
 from sparsebench.data.base import Dataset
-from sparsebench.engines.trainer import Budget
 from sparsebench.metrics import flop_costs
 from sparsebench.sparsity.masked import measured_density
-from sparsebench.spec import RunSpec
+from sparsebench.spec import Budget, RunSpec
 
 
 @dataclass

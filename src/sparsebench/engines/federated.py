@@ -36,12 +36,12 @@ from sparsebench.data.partition import (
 )
 from sparsebench.engines import federated_batched
 from sparsebench.engines.context import RunContext, model_costs
-from sparsebench.engines.trainer import Budget, batches, make_optimizer
+from sparsebench.engines.trainer import batches, make_optimizer
 from sparsebench.methods.federated.base import FederatedParams, Message, Strategy
 from sparsebench.methods.federated.robust import attack
-from sparsebench.metrics import evaluate
+from sparsebench.metrics import evaluate, final_metrics
 from sparsebench.seeds import all_seeds
-from sparsebench.spec import RunResult, RunSpec
+from sparsebench.spec import Budget, RunResult, RunSpec
 
 
 @torch.no_grad()
@@ -543,10 +543,7 @@ def _result(ctx, parts, curves, traffic, diverged) -> RunResult:
     metrics = {}
     if curves["round"]:
         metrics = {
-            "test_acc": curves["test_acc"][-1],
-            "test_loss": curves["test_loss"][-1],
-            "best_test_acc": max(curves["test_acc"]),
-            "train_loss": curves["train_loss"][-1],
+            **final_metrics(curves, ctx.data.language_model),
             **client_accuracy(ctx, parts),
         }
     metrics["label_skew"] = label_skew(ctx.data.y_train, parts, ctx.data.num_classes)

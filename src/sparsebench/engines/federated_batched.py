@@ -19,7 +19,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.func import functional_call, grad_and_value, vmap
 
-from sparsebench.engines.trainer import Budget, batches
+from sparsebench.engines.trainer import batches
+from sparsebench.spec import Budget
 
 Correction = Callable[[torch.Tensor], torch.Tensor | None]
 

@@ -32,10 +32,9 @@ from sparsebench.engines.federated import (
     train_one,
     train_round,
 )
-from sparsebench.engines.trainer import Budget
 from sparsebench.models import build_model
 from sparsebench.seeds import all_seeds
-from sparsebench.spec import Component, RunSpec
+from sparsebench.spec import Budget, Component, RunSpec
 
 MODES = ("vmap", "sequential", "actor")
 DATASET = Component("mnist1d")

@@ -18,7 +18,6 @@ retraining excluded) is always measured here.
 
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import replace
 from typing import Any
@@ -27,10 +26,10 @@ import torch.nn as nn
 
 from sparsebench.data.base import Dataset
 from sparsebench.engines.context import RunContext, model_costs
-from sparsebench.engines.trainer import Budget, TrainLog, train
-from sparsebench.metrics import evaluate
+from sparsebench.engines.trainer import TrainLog, train
+from sparsebench.metrics import evaluate, final_metrics
 from sparsebench.sparsity.masked import MaskedWeights
-from sparsebench.spec import RunResult
+from sparsebench.spec import Budget, RunResult
 
 
 class Retrainer:
@@ -105,7 +104,7 @@ def _prune_and_retrain(
 
 def run(ctx: RunContext) -> RunResult:
     budget, data, method = ctx.budget, ctx.data, ctx.method
-    language_model = data.meta.get("task") == "lm"
+    language_model = data.language_model
     finetune_steps = int(round(budget.steps * method.params.finetune_fraction))
     dense_hooks = method.dense_hooks(ctx.model) if hasattr(method, "dense_hooks") else None
     log = train(
@@ -124,16 +123,15 @@ def run(ctx: RunContext) -> RunResult:
         prune_s = _prune_and_retrain(method, ctx.model, data, retrainer, finetune_steps)
     final = evaluate(ctx.model, data.x_test, data.y_test)
     after_prune = retrainer.start_evals[-1] if retrainer.start_evals else final
+    pruned_curves = {
+        "test_acc": [*retrainer.curves.get("test_acc", []), final["acc"]],
+        "test_loss": [*retrainer.curves.get("test_loss", []), final["loss"]],
+    }
     metrics = {
         **_quality("before_prune", before, language_model),
         **_quality("after_prune", after_prune, language_model),
-        "test_acc": final["acc"],
-        "test_loss": final["loss"],
-        "best_test_acc": max([*retrainer.curves.get("test_acc", []), final["acc"]]),
+        **final_metrics(pruned_curves, language_model),
     }
-    if language_model:
-        best_loss = min([*retrainer.curves.get("test_loss", []), final["loss"], 50.0])
-        metrics.update(test_ppl=final["ppl"], best_test_ppl=math.exp(best_loss))
     report: dict[str, Any] = dict(getattr(method, "report", {}) or {})
     metrics.update(report.pop("metrics", {}))
     costs = model_costs(ctx, (log.steps_done + retrainer.steps_done) * budget.batch_size)

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from sparsebench.engines.context import RunContext, model_costs
 from sparsebench.engines.trainer import train
+from sparsebench.metrics import final_metrics
 from sparsebench.spec import RunResult
 
 
 def run(ctx: RunContext) -> RunResult:
-    ctx.method.total_steps = ctx.budget.steps
-    ctx.method.setup(ctx.model, ctx.data)
+    ctx.method.prepare(ctx.model, ctx.data, ctx.budget.steps)
     log = train(
         ctx.model,
         ctx.data,
@@ -18,8 +18,7 @@ def run(ctx: RunContext) -> RunResult:
         hooks=ctx.method,
         checkpoint=ctx.extra.get("checkpoint"),
     )
-    language_model = ctx.data.meta.get("task") == "lm"
-    metrics = {**log.metrics(language_model), **ctx.method.extra_metrics()}
+    metrics = {**final_metrics(log.curves, ctx.data.language_model), **ctx.method.extra_metrics()}
     train_samples = log.steps_done * ctx.budget.batch_size
     return RunResult(
         metrics=metrics,

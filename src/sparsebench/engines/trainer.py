@@ -10,7 +10,6 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
 
 import torch
 import torch.nn as nn
@@ -19,52 +18,9 @@ from tqdm import tqdm
 
 from sparsebench import checkpoint as checkpoints
 from sparsebench.data.base import Dataset
+from sparsebench.hooks import TrainHooks
 from sparsebench.metrics import evaluate
-
-
-@dataclass(frozen=True)
-class Budget:
-    """How long and how a model is trained; the `budget` section of an experiment grid."""
-
-    steps: int = 1000
-    batch_size: int = 100
-    lr: float = 1e-2
-    optimizer: Literal["adam", "sgd"] = "adam"
-    momentum: float = 0.9
-    weight_decay: float = 0.0
-    eval_every: int = 250
-    schedule: Literal["constant", "cosine"] = "constant"
-    warmup_steps: int = 0
-    grad_clip: float = 0.0
-    rounds: int = 20
-    local_steps: int = 10
-    target_acc: float = 0.0
-    """Test accuracy whose first crossing defines time-to-target (0: not measured)."""
-    checkpoint_every: int = 0
-    """Save a resumable checkpoint every this many steps (0: never)."""
-
-    def lr_at(self, step: int, total: int) -> float:
-        """Learning rate at 1-based `step` of `total`: linear warm-up, then constant or cosine."""
-        if step <= self.warmup_steps:
-            return self.lr * step / max(self.warmup_steps, 1)
-        if self.schedule == "cosine":
-            progress = (step - self.warmup_steps) / max(total - self.warmup_steps, 1)
-            return self.lr * 0.5 * (1.0 + math.cos(math.pi * min(progress, 1.0)))
-        return self.lr
-
-
-class TrainHooks:
-    """No-op hooks; methods override what they need."""
-
-    def bind_optimizer(self, optimizer: torch.optim.Optimizer) -> None:
-        """Called once with the optimizer before the first step (e.g. to reset its state for
-        weights a method regrows)."""
-
-    def after_backward(self, step: int) -> None:
-        """Called after loss.backward(), before the optimizer step."""
-
-    def after_step(self, step: int) -> None:
-        """Called after the optimizer step."""
+from sparsebench.spec import Budget
 
 
 @dataclass
@@ -74,21 +30,6 @@ class TrainLog:
     )
     diverged: bool = False
     steps_done: int = 0
-
-    def metrics(self, language_model: bool = False) -> dict[str, float]:
-        """Final and best test accuracy, final losses; perplexity too for language models."""
-        if not self.curves["step"]:
-            return {}
-        out = {
-            "test_acc": self.curves["test_acc"][-1],
-            "test_loss": self.curves["test_loss"][-1],
-            "best_test_acc": max(self.curves["test_acc"]),
-            "train_loss": self.curves["train_loss"][-1],
-        }
-        if language_model:
-            out["test_ppl"] = math.exp(min(out["test_loss"], 50.0))
-            out["best_test_ppl"] = math.exp(min(min(self.curves["test_loss"]), 50.0))
-        return out
 
 
 def make_optimizer(params, budget: Budget) -> torch.optim.Optimizer:
@@ -126,9 +67,7 @@ def train(
     hooks = hooks or TrainHooks()
     steps = budget.steps if steps is None else steps
     optimizer = make_optimizer(model.parameters(), budget)
-    bind = getattr(hooks, "bind_optimizer", None)
-    if bind is not None:
-        bind(optimizer)
+    hooks.bind_optimizer(optimizer)
     generator = torch.Generator().manual_seed(data_seed)
     batch_size = min(budget.batch_size, len(data.y_train))
     index_stream = batches(len(data.y_train), batch_size, generator)

@@ -25,7 +25,7 @@ from sparsebench.data.partition import iid
 from sparsebench.engines.context import RunContext, model_costs
 from sparsebench.engines.trainer import batches, make_optimizer
 from sparsebench.methods.compression.base import StepOutcome
-from sparsebench.metrics import evaluate
+from sparsebench.metrics import evaluate, final_metrics
 from sparsebench.spec import RunResult
 
 
@@ -172,7 +172,7 @@ def run(ctx: RunContext) -> RunResult:
     costs["compute_s_at_eval"] = compute_at_eval
     # Everything in a step that is not a forward/backward: encode, decode, aggregate, update.
     costs["codec_s"] = step_s - pool.compute_s
-    metrics = _final_metrics(curves)
+    metrics = final_metrics(curves, ctx.data.language_model)
     metrics["compression_ratio"] = 4 * numel * workers * steps / up if up else float("nan")
     return RunResult(
         metrics=metrics,
@@ -187,14 +187,3 @@ def _critical_path(outcome: StepOutcome) -> tuple[int, int]:
     """(bytes, messages) of the slowest worker's send and receive this step; none if silent."""
     nbytes = max(outcome.bytes_up, default=0) + max(outcome.bytes_down, default=0)
     return (nbytes, outcome.messages if nbytes else 0)
-
-
-def _final_metrics(curves: dict[str, list]) -> dict[str, float]:
-    if not curves["step"]:
-        return {}
-    return {
-        "test_acc": curves["test_acc"][-1],
-        "test_loss": curves["test_loss"][-1],
-        "best_test_acc": max(curves["test_acc"]),
-        "train_loss": curves["train_loss"][-1],
-    }

@@ -11,6 +11,8 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
+from sparsebench.hooks import TrainHooks
+
 PRUNABLE = (nn.Linear, nn.Conv1d, nn.Conv2d)
 
 
@@ -23,7 +25,7 @@ def prunable_weights(model: nn.Module) -> dict[str, nn.Parameter]:
     }
 
 
-class MaskedWeights:
+class MaskedWeights(TrainHooks):
     """Boolean masks keyed by parameter name, bound to one model's parameters."""
 
     def __init__(self, model: nn.Module, masks: dict[str, torch.Tensor]) -> None:

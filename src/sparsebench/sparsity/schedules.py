@@ -13,8 +13,8 @@ import math
 def resolve_step(explicit: int | None, fraction: float, total_steps: int | None, name: str) -> int:
     """An absolute step: `explicit` if given, else `fraction` of the run's `total_steps`.
 
-    Methods are built before the engine knows the budget; an engine that sets `total_steps` on
-    the method lets grids use fractions, otherwise the absolute step must be given.
+    Methods are built before the budget is known; once the engine has passed `total_steps` to
+    the method's `prepare`, grids may use fractions, otherwise the absolute step must be given.
     """
     if explicit is not None:
         return explicit

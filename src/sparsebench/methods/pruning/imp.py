@@ -24,7 +24,7 @@ import torch
 import torch.nn as nn
 
 from sparsebench.data.base import Dataset
-from sparsebench.engines.trainer import TrainHooks
+from sparsebench.hooks import TrainHooks
 from sparsebench.methods.pruning.base import PruningMethod, PruningParams
 from sparsebench.registry import register
 from sparsebench.sparsity.masked import prunable_weights

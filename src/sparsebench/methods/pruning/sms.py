@@ -140,7 +140,7 @@ class Sms(PruningMethod):
             "best_ingredient_acc": max(s["acc"] for s in scores),
             "mean_ingredient_acc": sum(s["acc"] for s in scores) / len(scores),
         }
-        if data.meta.get("task") == "lm":
+        if data.language_model:
             out["soup_ppl"] = soup["ppl"]
             out["best_ingredient_ppl"] = min(s["ppl"] for s in scores)
         return out

@@ -8,7 +8,7 @@ import torch.nn as nn
 
 from sparsebench.checkpoint import from_state, to_state
 from sparsebench.data.base import Dataset
-from sparsebench.engines.trainer import TrainHooks
+from sparsebench.hooks import TrainHooks
 from sparsebench.sparsity.masked import MaskedWeights
 
 
@@ -16,7 +16,7 @@ class SparseTrainingMethod(TrainHooks):
     """Holds the masks; by default keeps pruned weights (and their gradients) at zero."""
 
     total_steps: int | None = None
-    """The run's step budget, set by the engine before `setup` (schedules need the horizon)."""
+    """The run's step budget, known from `prepare` on (schedules need the horizon)."""
 
     checkpoint_attrs: tuple[str, ...] = ()
     """Attributes besides the masks that change during training (a generator, an update count)
@@ -26,6 +26,11 @@ class SparseTrainingMethod(TrainHooks):
         self.params = params
         self.seed = seed
         self.masked: MaskedWeights | None = None
+
+    def prepare(self, model: nn.Module, data: Dataset, total_steps: int) -> None:
+        """What the engine calls before training: record the horizon, then `setup`."""
+        self.total_steps = total_steps
+        self.setup(model, data)
 
     def setup(self, model: nn.Module, data: Dataset) -> None:
         """Choose the initial masks for `model` (called once, before training)."""

@@ -9,7 +9,7 @@ training with those masks. s_i = 1 - `initial_density`, s_f = 1 - the layer's fi
 happens right after the optimizer step of an update step.
 
 `start_step`/`end_step` are absolute; when unset they are `start_fraction`/`end_fraction` of the
-`total_steps` the engine sets on the method.
+run's `total_steps` (given to `prepare`).
 """
 
 from __future__ import annotations

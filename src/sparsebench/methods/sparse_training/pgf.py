@@ -17,7 +17,7 @@ pruned weights' gradients are scaled by a(t).
 
 Layers whose flattened input size is not divisible by M stay dense (listed in the metrics).
 `sparse_start_step`/`finetune_start_step` are absolute; when unset they come from the fractions
-and the `total_steps` the engine sets on the method.
+and the run's `total_steps` (given to `prepare`).
 """
 
 from __future__ import annotations
