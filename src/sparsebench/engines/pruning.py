@@ -4,13 +4,13 @@ The budget's steps are split: (1 - finetune_fraction) dense, the rest after prun
 recorded before pruning, right after the (last) pruning step, and at the end; for language
 models perplexity is reported beside accuracy.
 
-Two kinds of method meet this engine through plain calls:
+Two kinds of method meet this engine through hooks declared on `PruningMethod`:
 - one-shot: `prune(model, data) -> masks`; the engine then fine-tunes with the masks fixed;
-- iterative (IMP, model soups): `prune_iteratively(model, data, retrain, steps) -> masks`, which
-  drives its own prune/retrain rounds within `steps` retraining steps through the `Retrainer`
-  the engine hands it; the engine does no extra fine-tuning.
-A method may also offer `dense_hooks(model)` (for example to keep an early checkpoint for
-rewinding) and a `report` dict, which lands in the run's costs (post-training methods: per-layer
+- `iterative` (IMP, model soups): `prune_iteratively(model, data, retrain, steps) -> masks`,
+  which drives its own prune/retrain rounds within `steps` retraining steps through the
+  `Retrainer` the engine hands it; the engine does no extra fine-tuning.
+Every method also has `dense_hooks(model)` (IMP keeps an early iterate for rewinding) and a
+`report` dict, which lands in the run's costs (post-training methods: per-layer
 reconstruction error), except its `metrics` entry, which joins the metrics (the mean
 reconstruction error; the soup against its best ingredient). The time to prune (`prune_s`,
 retraining excluded) is always measured here.
@@ -90,7 +90,7 @@ def _prune_and_retrain(
 ) -> float:
     """Prune (and retrain for `steps`) through the method's protocol; seconds spent pruning."""
     clock = time.perf_counter()
-    if hasattr(method, "prune_iteratively"):
+    if method.iterative:
         masks = method.prune_iteratively(model, data, retrainer, steps)
         MaskedWeights(model, masks)
         return time.perf_counter() - clock - retrainer.seconds
@@ -106,7 +106,7 @@ def run(ctx: RunContext) -> RunResult:
     budget, data, method = ctx.budget, ctx.data, ctx.method
     language_model = data.language_model
     finetune_steps = int(round(budget.steps * method.params.finetune_fraction))
-    dense_hooks = method.dense_hooks(ctx.model) if hasattr(method, "dense_hooks") else None
+    dense_hooks = method.dense_hooks(ctx.model)
     log = train(
         ctx.model,
         data,
@@ -132,7 +132,7 @@ def run(ctx: RunContext) -> RunResult:
         **_quality("after_prune", after_prune, language_model),
         **final_metrics(pruned_curves, language_model),
     }
-    report: dict[str, Any] = dict(getattr(method, "report", {}) or {})
+    report: dict[str, Any] = dict(method.report)
     metrics.update(report.pop("metrics", {}))
     costs = model_costs(ctx, (log.steps_done + retrainer.steps_done) * budget.batch_size)
     costs.update(report, prune_s=prune_s)

@@ -5,8 +5,9 @@ each step every worker computes a gradient on a minibatch of its own IID shard, 
 the W gradients into one update (counting the bytes each payload really takes), and the shared
 optimizer applies it. Compute time and encode/decode time are timed separately.
 
-A method that defines `step(pool, step)` drives the step itself instead (DiLoCo's local steps,
-1-bit Adam's own optimizer, zeroth-order updates without gradients): the engine lends it a
+A method that sets `drives_step` runs each step itself through `step(pool, step)` (DiLoCo's
+local steps, 1-bit Adam's own optimizer, zeroth-order updates without gradients): the engine
+lends it a
 `Pool` with per-worker batches, losses and gradients at any flat parameter vector, and the
 model's parameters stay the global ones that are evaluated.
 """
@@ -134,7 +135,7 @@ def run(ctx: RunContext) -> RunResult:
     running, diverged, steps_done = 0.0, False, 0
     for step in tqdm(range(1, budget.steps + 1), desc="workers", mininterval=2.0, leave=False):
         started = time.perf_counter()
-        if hasattr(method, "step"):
+        if method.drives_step:
             outcome = method.step(pool, step)
         else:
             outcome = _gradient_step(pool, method, optimizer)

@@ -82,6 +82,11 @@ class WorkerPool(Protocol):
 
 
 class CompressionMethod:
+    """A gradient-exchange method by default; one that sets `drives_step` runs each step
+    itself through `step` (local steps, its own optimizer, or no gradients)."""
+
+    drives_step = False
+
     def __init__(self, params: CompressionParams, seed: int) -> None:
         self.params = params
         self.seed = seed
@@ -92,6 +97,10 @@ class CompressionMethod:
 
     def exchange(self, grads: list[torch.Tensor]) -> Exchange:
         """Combine the workers' flat gradients (one per worker) into the update all apply."""
+        raise NotImplementedError
+
+    def step(self, pool: WorkerPool, step: int) -> StepOutcome:
+        """One whole step of a method that `drives_step`, on the engine's worker pool."""
         raise NotImplementedError
 
 

@@ -51,6 +51,8 @@ class DiLoCoParams(CompressionParams):
 class DiLoCo(CompressionMethod):
     """H local steps per worker, then an outer Nesterov step on the averaged pseudo-gradient."""
 
+    drives_step = True
+
     local: LocalWorkers | None = None
 
     def _start(self, pool: WorkerPool) -> None:

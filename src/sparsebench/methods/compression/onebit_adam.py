@@ -54,6 +54,8 @@ class OneBitAdamParams(CompressionParams):
 class OneBitAdam(CompressionMethod):
     """Adam warm-up, then frozen variance and 1-bit error-compensated momentum all-reduce."""
 
+    drives_step = True
+
     allreduce: list[OneBitAllReduce] | None = None
     sizes: list[int] | None = None
 

@@ -60,6 +60,8 @@ class SparseLoCoParams(CompressionParams):
 class SparseLoCo(CompressionMethod):
     """DiLoCo rounds whose pseudo-gradients go through per-worker EF and sparse 2-bit top-k."""
 
+    drives_step = True
+
     local: LocalWorkers | None = None
 
     def __init__(self, params: SparseLoCoParams, seed: int) -> None:

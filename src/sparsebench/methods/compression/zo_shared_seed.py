@@ -44,6 +44,8 @@ class ZOParams(CompressionParams):
 class ZOSharedSeed(CompressionMethod):
     """SPSA projected gradients as one int8 per worker; perturbations rebuilt from seeds."""
 
+    drives_step = True
+
     def direction(self, step: int, worker: int, numel: int) -> torch.Tensor:
         """The perturbation z of `worker` at `step`, the same wherever it is regenerated."""
         generator = torch.Generator().manual_seed((self.seed * 1_000_003 + step) * 4099 + worker)

@@ -16,7 +16,6 @@ evenly over the rounds; "after prune" is the rewound, pruned network of the last
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
@@ -25,12 +24,10 @@ import torch.nn as nn
 
 from sparsebench.data.base import Dataset
 from sparsebench.hooks import TrainHooks
-from sparsebench.methods.pruning.base import PruningMethod, PruningParams
+from sparsebench.methods.pruning.base import PruningMethod, PruningParams, Retrain
 from sparsebench.registry import register
 from sparsebench.sparsity.masked import prunable_weights
 from sparsebench.sparsity.masks import keep_count, topk_mask
-
-Retrain = Callable[..., object]
 
 
 @dataclass(frozen=True)
@@ -100,6 +97,8 @@ class Checkpoint(TrainHooks):
 @register("pruning", "imp", params=ImpParams)
 class Imp(PruningMethod):
     """Iterative magnitude pruning, a fixed share per round, rewinding to an early iterate."""
+
+    iterative = True
 
     params: ImpParams
 

@@ -15,7 +15,7 @@ class that the other post-training methods (wanda, sparsegpt, dsnot) extend.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Literal
 
 import torch
 import torch.nn as nn
@@ -77,10 +77,6 @@ class PostTrainingPruner(PruningMethod):
     """Runs the calibration loop with `layer_rule`; keeps its report for the engine."""
 
     params: PostTrainingParams
-
-    def __init__(self, params: PostTrainingParams, seed: int) -> None:
-        super().__init__(params, seed)
-        self.report: dict[str, Any] = {}
 
     def prune(self, model: nn.Module, data: Dataset) -> dict[str, torch.Tensor]:
         p = self.params

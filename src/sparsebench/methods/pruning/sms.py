@@ -22,7 +22,6 @@ and every ingredient gets the full phase length, so SMS uses m times IMP's retra
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -30,7 +29,7 @@ import torch
 import torch.nn as nn
 
 from sparsebench.data.base import Dataset
-from sparsebench.methods.pruning.base import PruningMethod, PruningParams
+from sparsebench.methods.pruning.base import PruningMethod, PruningParams, Retrain
 from sparsebench.methods.pruning.imp import (
     dense_masks,
     prune_survivors,
@@ -40,7 +39,6 @@ from sparsebench.methods.pruning.imp import (
 from sparsebench.metrics import evaluate
 from sparsebench.registry import register
 
-Retrain = Callable[..., object]
 BN_TYPES = (nn.BatchNorm1d, nn.BatchNorm2d)
 
 
@@ -99,11 +97,12 @@ def recalibrate_batchnorm(model: nn.Module, x: torch.Tensor, batches: int, size:
 class Sms(PruningMethod):
     """IMP whose every phase retrains several copies under one mask and averages them."""
 
+    iterative = True
+
     params: SmsParams
 
     def __init__(self, params: SmsParams, seed: int) -> None:
         super().__init__(params, seed)
-        self.report: dict[str, Any] = {}
 
     def _ingredient_kwargs(self, phase: int, i: int) -> dict[str, Any]:
         p = self.params
