@@ -2,8 +2,8 @@ import pytest
 import torch
 
 from sparsebench import registry
-from sparsebench.engines import federated_batched
-from sparsebench.engines.federated import model_vector, train_one
+from sparsebench.engines.federated import batched
+from sparsebench.engines.federated.clients import model_vector, train_one
 from sparsebench.models.mlp import MLP
 from sparsebench.spec import Budget
 
@@ -28,8 +28,8 @@ def test_vmap_path_gives_the_sequential_client_models(tiny_data, name, budget):
     clients = [0, 1, 2, 3]
     shards = [(tiny_data.x_train[i::4], tiny_data.y_train[i::4]) for i in clients]
     gens = [torch.Generator().manual_seed(10 + i) for i in clients]
-    assert federated_batched.batchable(model, [len(y) for _, y in shards], budget)
-    batched, losses = federated_batched.train_clients(
+    assert batched.batchable(model, [len(y) for _, y in shards], budget)
+    together, losses = batched.train_clients(
         model,
         start,
         shards,
@@ -41,12 +41,12 @@ def test_vmap_path_gives_the_sequential_client_models(tiny_data, name, budget):
         loss = train_one(
             model, strategy, i, start, x, y, budget, torch.Generator().manual_seed(10 + i)
         )
-        assert torch.allclose(batched[i], model_vector(model), atol=1e-5)
+        assert torch.allclose(together[i], model_vector(model), atol=1e-5)
         assert loss == pytest.approx(losses[i], rel=1e-5)
 
 
 def test_unequal_batch_sizes_fall_back_to_sequential():
     model = MLP(8, 16, 1, 4)
-    assert not federated_batched.batchable(model, [8, 40], Budget(batch_size=16))
-    assert federated_batched.batchable(model, [16, 40], Budget(batch_size=16))
-    assert not federated_batched.batchable(torch.nn.BatchNorm1d(3), [16, 16], Budget(batch_size=16))
+    assert not batched.batchable(model, [8, 40], Budget(batch_size=16))
+    assert batched.batchable(model, [16, 40], Budget(batch_size=16))
+    assert not batched.batchable(torch.nn.BatchNorm1d(3), [16, 16], Budget(batch_size=16))

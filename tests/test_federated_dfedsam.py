@@ -4,8 +4,8 @@ import torch.nn.functional as F
 from torch.func import functional_call, grad
 
 from sparsebench import registry
-from sparsebench.engines import federated_batched
-from sparsebench.engines.federated import model_vector, train_one
+from sparsebench.engines.federated import batched
+from sparsebench.engines.federated.clients import model_vector, train_one
 from sparsebench.models.mlp import MLP
 from sparsebench.spec import Budget
 
@@ -27,7 +27,7 @@ def test_dfedsam_local_step_uses_the_gradient_at_the_sam_perturbed_point(tiny_da
         train_one(model, strategy, 0, start, xs, ys, budget, torch.Generator())
         got = model_vector(model)
     else:
-        got, _ = federated_batched.train_clients(
+        got, _ = batched.train_clients(
             model, start, [(xs, ys)], budget, [torch.Generator()], lambda w: None, rho
         )
         got = got[0]

@@ -3,7 +3,9 @@ import torch
 
 from sparsebench import registry
 from sparsebench.engines.context import RunContext
-from sparsebench.engines.federated import consensus_distance, model_vector, node_models, run
+from sparsebench.engines.federated import run
+from sparsebench.engines.federated.clients import model_vector
+from sparsebench.engines.federated.decentralized import consensus_distance, node_models
 from sparsebench.models.mlp import MLP
 from sparsebench.seeds import all_seeds
 from sparsebench.spec import Budget, Component, RunSpec

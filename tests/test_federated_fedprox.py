@@ -6,7 +6,8 @@ from torch.func import functional_call, grad
 
 from sparsebench import registry
 from sparsebench.engines.context import RunContext
-from sparsebench.engines.federated import model_vector, run, train_one
+from sparsebench.engines.federated import run
+from sparsebench.engines.federated.clients import model_vector, train_one
 from sparsebench.models.mlp import MLP
 from sparsebench.seeds import all_seeds
 from sparsebench.spec import Budget, Component, RunSpec

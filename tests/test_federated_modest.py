@@ -4,7 +4,8 @@ import torch
 
 from sparsebench import registry
 from sparsebench.engines.context import RunContext
-from sparsebench.engines.federated import model_vector, partition_clients, run, train_round
+from sparsebench.engines.federated import run
+from sparsebench.engines.federated.clients import model_vector, partition_clients, train_round
 from sparsebench.models.mlp import MLP
 from sparsebench.seeds import all_seeds
 from sparsebench.spec import Budget, Component, RunSpec

@@ -6,7 +6,8 @@ import torch
 from sparsebench import registry
 from sparsebench.data.partition import manifest_hash, read_manifest, shards, write_manifest
 from sparsebench.engines.context import RunContext
-from sparsebench.engines.federated import run, write_partition_manifest
+from sparsebench.engines.federated import run
+from sparsebench.engines.federated.clients import write_partition_manifest
 from sparsebench.models.mlp import MLP
 from sparsebench.seeds import all_seeds
 from sparsebench.spec import Budget, Component, RunSpec

@@ -2,9 +2,11 @@ import pytest
 import torch
 
 from sparsebench import registry
+from sparsebench.comm.aggregation import combine
+from sparsebench.comm.attacks import attack
 from sparsebench.engines.context import RunContext
-from sparsebench.engines.federated import byzantine_clients, model_vector, run
-from sparsebench.methods.federated.robust import attack, combine
+from sparsebench.engines.federated import run
+from sparsebench.engines.federated.clients import byzantine_clients, model_vector
 from sparsebench.models.mlp import MLP
 from sparsebench.seeds import all_seeds
 from sparsebench.spec import Budget, Component, RunSpec

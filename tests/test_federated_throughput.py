@@ -5,8 +5,8 @@ and the measurement covers every mode and clients-per-round."""
 import torch
 
 from sparsebench import registry
-from sparsebench.engines import federated_throughput as ft
-from sparsebench.engines.federated import model_vector, partition_clients, train_round
+from sparsebench.engines.federated import throughput as ft
+from sparsebench.engines.federated.clients import model_vector, partition_clients, train_round
 
 
 def test_actor_trained_clients_match_the_sequential_engine(tiny_data):

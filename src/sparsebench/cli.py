@@ -70,7 +70,7 @@ def check_partition(manifest: Path, document: dict) -> None:
 
 def cmd_partition(args: argparse.Namespace) -> int:
     from sparsebench.data.base import load_dataset
-    from sparsebench.engines.federated import write_partition_manifest
+    from sparsebench.engines.federated.clients import write_partition_manifest
 
     spec = _read_spec(args.spec)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
@@ -116,7 +116,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_throughput(args: argparse.Namespace) -> int:
-    from sparsebench.engines.federated_throughput import measure
+    from sparsebench.engines.federated.throughput import measure
 
     document = measure(rounds=args.rounds, clients=args.clients, threads=args.threads)
     atomic.write_json(Path(args.out), document)

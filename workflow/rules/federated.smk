@@ -2,7 +2,7 @@
 # manifests are a workflow output, written in one local job (partitioning is cheap), and a run
 # fails if the partition it used differs from its manifest.
 from sparsebench.data.base import load_dataset
-from sparsebench.engines.federated import write_partition_manifest
+from sparsebench.engines.federated.clients import write_partition_manifest
 
 FEDERATED = [run for family, run in RUNS if family == "federated"]
 

@@ -15,7 +15,7 @@ from typing import Any, Literal
 
 import torch
 
-from sparsebench.methods.federated.robust import combine
+from sparsebench.comm.aggregation import combine
 
 Message = dict[str, torch.Tensor]
 
@@ -61,8 +61,12 @@ class Strategy:
     """FedAvg-shaped defaults: download x, no gradient correction, upload y_i - x, and set
     x <- x + aggregate(deltas) with sample-size weights (exactly the weighted model average)."""
 
-    decentralized = False
-    asynchronous = False
+    execution: Literal["synchronous", "buffered", "fixed-interval", "gossip", "sampled-gossip"] = (
+        "synchronous"
+    )
+    """Which engine loop runs the strategy (see sparsebench.engines.federated)."""
+    merges_at_end = False
+    """Gossip strategies only: replace the last round's gossip by one global `merge`."""
     sam_rho = 0.0
     corrects_gradient = False  # True where gradient_correction returns a tensor
     # Budget fields the update rule depends on (checked when a grid is loaded), and why.

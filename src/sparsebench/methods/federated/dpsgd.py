@@ -82,7 +82,7 @@ def mixing_matrix(graph: nx.Graph, weights: str) -> torch.Tensor:
 class Dpsgd(Strategy):
     """Decentralized local SGD with gossip averaging on a fixed graph (all nodes every round)."""
 
-    decentralized = True
+    execution = "gossip"
 
     def __init__(self, params: DpsgdParams, seed: int) -> None:
         super().__init__(params, seed)

@@ -19,8 +19,8 @@ from typing import Literal
 
 import torch
 
+from sparsebench.comm.aggregation import combine
 from sparsebench.methods.federated.base import FederatedParams, Strategy
-from sparsebench.methods.federated.robust import combine
 from sparsebench.registry import register
 
 
@@ -49,7 +49,7 @@ def staleness_weight(staleness: int) -> float:
 class FedBuff(Strategy):
     """Asynchronous clients, staleness-weighted buffer of K updates per server step."""
 
-    asynchronous = True
+    execution = "buffered"
 
     def client_speeds(self, seed: int) -> torch.Tensor:
         """Time per local step of every client (lognormal(0, sigma), exponential(1) or 1)."""

@@ -56,8 +56,7 @@ class FedFixParams(FederatedParams):
 class FedFix(Strategy):
     """Aggregate at fixed time intervals whatever has arrived, weighted by ceil(tau_i / dt) p_i."""
 
-    asynchronous = True
-    fixed_interval = True
+    execution = "fixed-interval"
 
     def __init__(self, params: FedFixParams, seed: int) -> None:
         super().__init__(params, seed)

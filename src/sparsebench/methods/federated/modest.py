@@ -58,7 +58,7 @@ def ranking(nodes: list[int], round_: int, seed: int) -> list[int]:
 class Modest(Strategy):
     """Hash-derived sample trains; a few hash-derived aggregators average and forward."""
 
-    sampled_decentralized = True
+    execution = "sampled-gossip"
 
     def sample(self, round_: int, nodes: list[int] | None = None) -> list[int]:
         """Round `round_`'s training sample, as any node derives it from its view `nodes`."""

@@ -43,7 +43,7 @@ class SingleMergeParams(FederatedParams):
 class SingleMerge(Strategy):
     """Sparse random gossip during training, one global average after the last round."""
 
-    decentralized = True
+    execution = "gossip"
     merges_at_end = True
 
     def __init__(self, params: SingleMergeParams, seed: int) -> None:

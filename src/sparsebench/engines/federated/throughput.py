@@ -3,7 +3,7 @@
 The work: FedAvg on 1000 IID clients of MNIST-1D (4 training samples each), the MLP (hidden 256),
 10 local SGD steps of batch 4 per client, 10 or 100 clients per round. Three ways to do it:
 - `vmap`: the engine's batched path (torch.func functional_call + vmap over stacked client
-  parameters, engines/federated_batched.py);
+  parameters, engines/federated/batched.py);
 - `sequential`: the engine's loop over the sampled clients on one reused model;
 - `actor`: the design of Flower's simulation engine on Ray: long-lived worker processes (one per
   thread given), and per client a task that ships the global parameters to a worker, builds the
@@ -25,7 +25,7 @@ import torch
 from sparsebench import provenance, registry
 from sparsebench.data.base import Dataset, build_dataset
 from sparsebench.engines.context import RunContext
-from sparsebench.engines.federated import (
+from sparsebench.engines.federated.clients import (
     client_seed,
     model_vector,
     partition_clients,

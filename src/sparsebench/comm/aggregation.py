@@ -59,19 +59,3 @@ def _mid_median(updates: torch.Tensor) -> torch.Tensor:
     n = updates.shape[0]
     ordered = updates.sort(dim=0).values
     return 0.5 * (ordered[n // 2 - 1] + ordered[n // 2])
-
-
-def attack(
-    delta: torch.Tensor, kind: str, scale: float, generator: torch.Generator
-) -> torch.Tensor:
-    """What a Byzantine client uploads instead of its honest update `delta`.
-
-    sign-flip: -scale * delta; scaled: scale * delta; gaussian: scale * N(0, I) noise.
-    """
-    if kind == "sign-flip":
-        return -scale * delta
-    if kind == "scaled":
-        return scale * delta
-    if kind == "gaussian":
-        return scale * torch.randn(delta.shape, generator=generator, dtype=delta.dtype)
-    raise ValueError(f"attack must be one of sign-flip, gaussian, scaled; got {kind!r}")

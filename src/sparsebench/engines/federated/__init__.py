@@ -1,0 +1,36 @@
+"""Federated simulation: all clients in one process, sequentially on one reused model or as one
+vmap-batched computation (`batched`).
+
+One loop per execution model, chosen by the strategy's declared `execution`:
+- `synchronous`: server rounds; sample clients, train locally, attack (Byzantine clients),
+  aggregate, evaluate (`synchronous.py`);
+- `buffered`: FedBuff-style asynchronous rounds on a simulated clock (`asynchronous.py`);
+- `fixed-interval`: FedFix-style merges at fixed simulated times (`asynchronous.py`);
+- `gossip`: no server, every node trains and then gossips (`decentralized.py`);
+- `sampled-gossip`: no server, MoDeST-style sampled rounds (`decentralized.py`).
+Client training, uploads and byte counting (`clients.py`) and the per-round record and result
+(`record.py`) are shared by all of them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from sparsebench.engines.context import RunContext
+from sparsebench.engines.federated.asynchronous import run_buffered, run_fixed_interval
+from sparsebench.engines.federated.decentralized import run_gossip, run_sampled
+from sparsebench.engines.federated.synchronous import run_synchronous
+from sparsebench.spec import RunResult
+
+LOOPS: dict[str, Callable[[RunContext], RunResult]] = {
+    "synchronous": run_synchronous,
+    "buffered": run_buffered,
+    "fixed-interval": run_fixed_interval,
+    "gossip": run_gossip,
+    "sampled-gossip": run_sampled,
+}
+
+
+def run(ctx: RunContext) -> RunResult:
+    """Run the strategy's execution model."""
+    return LOOPS[ctx.method.execution](ctx)

@@ -1,0 +1,110 @@
+"""Loops without a server: gossip between all nodes (D-PSGD and kin) and MoDeST-style sampled
+rounds whose aggregators change every round."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from tqdm import tqdm
+
+from sparsebench.engines.context import RunContext
+from sparsebench.engines.federated.clients import (
+    load_vector,
+    message_bytes,
+    model_vector,
+    partition_clients,
+    train_round,
+)
+from sparsebench.engines.federated.record import log_round, new_curves, run_result
+from sparsebench.spec import RunResult
+
+
+def run_sampled(ctx: RunContext) -> RunResult:
+    """MoDeST-style rounds without a server: the strategy's sample for the round trains from
+    the current model and sends it to the next round's aggregators, which average the models
+    and send the result to the next sample. Bytes: one fp32 model per node-to-node transfer
+    (self-deliveries are free); the critical path is an aggregator's link, which receives and
+    sends one model per sample member."""
+    strategy, budget = ctx.method, ctx.budget
+    parts = partition_clients(ctx)
+    model = model_vector(ctx.model)
+    model_bytes = message_bytes({"model": model})
+    curves = new_curves()
+    traffic: list[tuple[int, int]] = []
+    diverged = False
+    for rnd in tqdm(range(1, budget.rounds + 1), desc="samples", mininterval=2.0, leave=False):
+        sample = strategy.sample(rnd)
+        trained, losses = train_round(ctx, parts, sample, rnd, model)
+        if not all(math.isfinite(v) for v in losses):
+            diverged = True
+            break
+        aggregators = strategy.aggregators_of(rnd + 1)
+        model = strategy.average(trained)
+        up = model_bytes * strategy.transfers(sample, aggregators)
+        following = strategy.sample(rnd + 1) if rnd < budget.rounds else []
+        down = model_bytes * strategy.transfers(aggregators, following)
+        traffic.append((2 * len(sample) * model_bytes, 2 * len(sample)))
+        load_vector(ctx.model, model)
+        log_round(ctx, curves, rnd, losses, up, down)
+    load_vector(ctx.model, model)
+    return run_result(ctx, parts, curves, traffic, diverged)
+
+
+def consensus_distance(models: torch.Tensor) -> float:
+    """sqrt(mean_i ||x_i - mean_j x_j||^2): how far the nodes are from agreeing."""
+    return float((models - models.mean(0)).square().sum(1).mean().sqrt())
+
+
+def node_models(model: torch.nn.Module, nodes: int, init: str, seed: int) -> torch.Tensor:
+    """Every node's starting vector [N, d]: copies of the model (`shared`), or one fresh
+    initialisation per node (`independent`, re-running each layer's reset_parameters under its
+    own seed), leaving `model` and the global RNG as they were."""
+    start = model_vector(model)
+    if init == "shared":
+        return start.expand(nodes, -1).clone()
+    rows = []
+    with torch.random.fork_rng():
+        for node in range(nodes):
+            torch.manual_seed(seed + 1 + node)
+            for module in model.modules():
+                if hasattr(module, "reset_parameters"):
+                    module.reset_parameters()
+            rows.append(model_vector(model))
+    load_vector(model, start)
+    return torch.stack(rows)
+
+
+def run_gossip(ctx: RunContext) -> RunResult:
+    """Every node trains locally from its own model, then the strategy gossips (a strategy
+    that `merges_at_end` replaces the last round's gossip by its global merge); the nodes'
+    average is evaluated. Bytes: each node sends and receives its fp32 model per message, as
+    counted by the strategy for the exchange just done."""
+    strategy, params, budget = ctx.method, ctx.method.params, ctx.budget
+    parts = partition_clients(ctx)
+    nodes = list(range(params.clients))
+    models = node_models(ctx.model, params.clients, params.init, ctx.seeds["init"])
+    model_bytes = message_bytes({"model": models[0]})
+    layout = [p.numel() for p in ctx.model.parameters()]
+    curves = {**new_curves(), "consensus_distance": []}
+    traffic: list[tuple[int, int]] = []
+    diverged = False
+    for rnd in tqdm(range(1, budget.rounds + 1), desc="gossip", mininterval=2.0, leave=False):
+        models, losses = train_round(ctx, parts, nodes, rnd, models)
+        if not all(math.isfinite(v) for v in losses):
+            diverged = True
+            break
+        if strategy.merges_at_end and rnd == budget.rounds:
+            models = strategy.merge(models)
+        else:
+            models = strategy.gossip(models, layout)
+        sent = sum(strategy.messages_per_node()) * model_bytes
+        traffic.append((max(strategy.messages_per_node()) * model_bytes, 2))
+        load_vector(ctx.model, models.mean(0))
+        log_round(ctx, curves, rnd, losses, sent, sent)
+        curves["consensus_distance"].append(consensus_distance(models))
+    load_vector(ctx.model, models.mean(0))
+    result = run_result(ctx, parts, curves, traffic, diverged)
+    if curves["consensus_distance"]:
+        result.metrics["consensus_distance"] = curves["consensus_distance"][-1]
+    return result
