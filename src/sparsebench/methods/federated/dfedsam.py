@@ -14,12 +14,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sparsebench.methods.federated.dpsgd import Dpsgd, DpsgdParams
+from sparsebench.methods.federated.base import GossipParams, GossipStrategy
 from sparsebench.registry import register
 
 
 @dataclass(frozen=True)
-class DfedsamParams(DpsgdParams):
+class DfedsamParams(GossipParams):
     rho: float = 0.05
 
     def __post_init__(self) -> None:
@@ -29,7 +29,7 @@ class DfedsamParams(DpsgdParams):
 
 
 @register("federated", "dfedsam", params=DfedsamParams)
-class Dfedsam(Dpsgd):
+class Dfedsam(GossipStrategy):
     """Decentralized gossip with SAM local steps."""
 
     def __init__(self, params: DfedsamParams, seed: int) -> None:

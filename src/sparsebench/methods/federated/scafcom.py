@@ -28,7 +28,7 @@ from typing import Literal
 
 import torch
 
-from sparsebench.methods.federated.scallion import CompressedControlParams, SingleUplinkScaffold
+from sparsebench.methods.federated.base import CompressedControlParams, SingleUplinkScaffold
 from sparsebench.registry import register
 
 

@@ -38,39 +38,8 @@ from typing import Literal
 
 import torch
 
-from sparsebench.comm.compressors import QSGD, Compressor, Identity, RandK, ScaledSign, TopK
-from sparsebench.comm.payload import Payload
-from sparsebench.methods.federated.base import FederatedParams, Message
-from sparsebench.methods.federated.scaffold import Scaffold
+from sparsebench.methods.federated.base import CompressedControlParams, SingleUplinkScaffold
 from sparsebench.registry import register
-
-
-@dataclass(frozen=True)
-class CompressedControlParams(FederatedParams):
-    """Shared by SCALLION and SCAFCOM: server step size, compressor and its settings."""
-
-    server_lr: float = 1.0
-    compressor: str = "identity"
-    density: float = 0.1
-    qsgd_levels: int = 4
-    qsgd_bucket: int = 512
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if self.server_lr <= 0:
-            raise ValueError(f"server_lr must be > 0, got {self.server_lr}")
-        if not 0.0 < self.density <= 1.0:
-            raise ValueError(f"density must be in (0, 1], got {self.density}")
-        if self.qsgd_levels < 1:
-            raise ValueError(f"qsgd_levels must be >= 1, got {self.qsgd_levels}")
-        if self.qsgd_bucket < 1:
-            raise ValueError(f"qsgd_bucket must be >= 1, got {self.qsgd_bucket}")
-        if self.aggregator != "mean":
-            raise ValueError(
-                f"aggregator must be 'mean' (compressed controls), got {self.aggregator}"
-            )
-        if self.byzantine_fraction != 0.0:
-            raise ValueError(f"byzantine_fraction must be 0, got {self.byzantine_fraction}")
 
 
 @dataclass(frozen=True)
@@ -82,67 +51,6 @@ class ScallionParams(CompressedControlParams):
         super().__post_init__()
         if not 0.0 < self.control_alpha <= 1.0:
             raise ValueError(f"control_alpha must be in (0, 1], got {self.control_alpha}")
-
-
-def make_compressor(p: CompressedControlParams, seed: int) -> Compressor:
-    """The uplink compressor named by the params (rand-k and QSGD draw from `seed`)."""
-    if p.compressor == "randk":
-        return RandK(p.density, seed)
-    if p.compressor == "qsgd":
-        return QSGD(p.qsgd_levels, p.qsgd_bucket, seed)
-    if p.compressor == "topk":
-        return TopK(p.density)
-    if p.compressor == "sign":
-        return ScaledSign()
-    return Identity()
-
-
-class SingleUplinkScaffold(Scaffold):
-    """SCAFFOLD local steps; each client uploads one compressed innovation d_i, adds it to its
-    control c_i; the server steps x by -server_lr K lr (c + mean d) and c by sum(d) / N."""
-
-    def __init__(self, params: CompressedControlParams, seed: int) -> None:
-        super().__init__(params, seed)
-        # One codec for all clients: rand-k's call counter advances per client, so every client
-        # draws its own mask (independent compressors, as the analysis assumes).
-        self.codec = make_compressor(params, seed)
-        self.pending: list[Payload] = []  # metadata every party knows (e.g. rand-k's round)
-        self.local_scale = 1.0
-
-    def innovation(
-        self, client: int, global_vec: torch.Tensor, local: torch.Tensor, steps: int, lr: float
-    ) -> torch.Tensor:
-        """The vector the client compresses and uploads."""
-        raise NotImplementedError
-
-    def client_message(
-        self, client: int, global_vec: torch.Tensor, local: torch.Tensor, steps: int, lr: float
-    ) -> Message:
-        payload = self.codec.compress(self.innovation(client, global_vec, local, steps, lr))
-        self.local_scale = steps * lr
-        self.pending.append(Payload({}, payload.shape, payload.meta))
-        c_i = self._client_control(client, global_vec)
-        self.client_c[client] = c_i + self.codec.decompress(payload)
-        return dict(payload.tensors)
-
-    def decode(self, messages: list[Message]) -> torch.Tensor:
-        """The server's copies of the clients' innovations [C, d], from the wire tensors."""
-        shells, self.pending = self.pending[: len(messages)], self.pending[len(messages) :]
-        return torch.stack(
-            [
-                self.codec.decompress(Payload(dict(m), shell.shape, shell.meta))
-                for m, shell in zip(messages, shells, strict=True)
-            ]
-        )
-
-    def aggregate(
-        self, global_vec: torch.Tensor, messages: list[Message], sizes: list[int]
-    ) -> torch.Tensor:
-        d = self.decode(messages)
-        c = self._control(global_vec)
-        step = self.params.server_lr * self.local_scale * (c + d.mean(0))
-        self.c = c + d.sum(0) / self.params.clients
-        return global_vec - step
 
 
 @register("federated", "scallion", params=ScallionParams)

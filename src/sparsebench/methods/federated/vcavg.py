@@ -16,14 +16,14 @@ from __future__ import annotations
 
 import torch
 
-from sparsebench.methods.federated.dpsgd import Dpsgd, DpsgdParams
+from sparsebench.methods.federated.base import GossipParams, GossipStrategy
 from sparsebench.registry import register
 
 EPS = 1e-4
 
 
-@register("federated", "vc-avg", params=DpsgdParams)
-class VarianceCorrectedGossip(Dpsgd):
+@register("federated", "vc-avg", params=GossipParams)
+class VarianceCorrectedGossip(GossipStrategy):
     """Gossip averaging that restores each layer's pre-mixing variance."""
 
     def mix(self, models: torch.Tensor, layout: list[int]) -> torch.Tensor:
