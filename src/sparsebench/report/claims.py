@@ -30,9 +30,9 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from scipy import stats
-
 from sparsebench import registry
+from sparsebench.report.stats import mean_interval
+from sparsebench.spec import Component
 
 
 @dataclass
@@ -105,8 +105,7 @@ class AmbiguousClaim(ValueError):
 def _label(side: dict[str, Any]) -> str:
     if "value" in side:
         return f"published {side['value']}"
-    params = ",".join(f"{k}={v}" for k, v in sorted(side.get("params", {}).items()))
-    label = f"{side['method']}[{params}]" if params else side["method"]
+    label = Component(side["method"], side.get("params", {})).label()
     return f"{label}.{side['metric']}" if "metric" in side else label
 
 
@@ -154,8 +153,7 @@ def check(claim: dict[str, Any], docs: list[dict[str, Any]]) -> ClaimResult:
     if len(diffs) == 1:
         result.verdict = "inconclusive (1 seed)"
         return result
-    sd = math.sqrt(sum((d - result.diff) ** 2 for d in diffs) / (len(diffs) - 1))
-    half = stats.t.ppf(0.975, len(diffs) - 1) * sd / math.sqrt(len(diffs))
+    _, half = mean_interval(diffs)
     result.low, result.high = result.diff - half, result.diff + half
     if result.low > -margin:
         result.verdict = "supported"

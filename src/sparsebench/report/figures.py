@@ -17,6 +17,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
+from sparsebench.spec import Component  # noqa: E402
+
 COST_AXIS = {
     "sparse_training": ("density", "measured density", False),
     "pruning": ("density", "measured density", False),
@@ -30,8 +32,7 @@ def variant(spec: dict[str, Any]) -> str:
     the x axis of the sparsity families, so it is left out there)."""
     drop = "density" if spec["family"] in ("sparse_training", "pruning") else None
     params = {k: v for k, v in spec["method"]["params"].items() if k != drop}
-    inner = ",".join(f"{k}={v}" for k, v in sorted(params.items()))
-    return f"{spec['method']['name']}[{inner}]" if inner else spec["method"]["name"]
+    return Component(spec["method"]["name"], params).label()
 
 
 def setting_label(spec: dict[str, Any]) -> str:

@@ -14,7 +14,9 @@ import math
 from typing import Any
 
 import pandas as pd
-from scipy import stats
+
+from sparsebench.report.stats import mean_interval
+from sparsebench.spec import Component
 
 PATTERN_PARAMS = {
     "sparse_training": ("nm", "density"),
@@ -27,11 +29,8 @@ def mean_ci(values: pd.Series) -> str:
     values = values.dropna()
     if values.empty:
         return "–"
-    mean = float(values.mean())
-    if len(values) < 2:
-        return f"{mean:.4g}"
-    half = stats.t.ppf(0.975, len(values) - 1) * float(values.std()) / math.sqrt(len(values))
-    return f"{mean:.4g} ± {half:.2g}"
+    mean, half = mean_interval(values.tolist())
+    return f"{mean:.4g}" if math.isnan(half) else f"{mean:.4g} ± {half:.2g}"
 
 
 def _variant(row: pd.Series, hidden: tuple[str, ...]) -> str:
@@ -42,8 +41,7 @@ def _variant(row: pd.Series, hidden: tuple[str, ...]) -> str:
         and col.removeprefix("p_method_") not in hidden
         and not _missing(row[col])
     }
-    inner = ",".join(f"{k}={v}" for k, v in sorted(params.items()))
-    return f"{row['method']}[{inner}]" if inner else row["method"]
+    return Component(row["method"], params).label()
 
 
 def _missing(value: Any) -> bool:

@@ -13,7 +13,8 @@ from typing import Any
 
 import pandas as pd
 
-from sparsebench.spec import FAMILIES
+from sparsebench.report.stats import mean_interval
+from sparsebench.spec import FAMILIES, Component
 
 
 def load_results(results_dir: Path, family: str | None = None) -> list[dict[str, Any]]:
@@ -58,12 +59,7 @@ def row(doc: dict[str, Any]) -> dict[str, Any]:
 
 def config_label(spec: dict[str, Any]) -> str:
     """The run's identity without its seed: what seeds are aggregated over."""
-
-    def label(c: dict[str, Any]) -> str:
-        params = ",".join(f"{k}={v}" for k, v in sorted(c["params"].items()))
-        return f"{c['name']}[{params}]" if params else c["name"]
-
-    return " / ".join(label(spec[s]) for s in ("method", "dataset", "model"))
+    return " / ".join(Component.from_dict(spec[s]).label() for s in ("method", "dataset", "model"))
 
 
 def table(results_dir: Path, family: str) -> pd.DataFrame:
@@ -87,11 +83,9 @@ def write_tables(results_dir: Path, families: list[str] | None = None) -> list[P
 
 def seed_summary(frame: pd.DataFrame, value: str) -> pd.DataFrame:
     """Mean, 95% t-interval half-width and seed count of `value` per config (ok runs only)."""
-    from scipy import stats
-
     ok = frame[frame["status"] == "ok"]
-    grouped = ok.groupby("config")[value]
-    summary = grouped.agg(["mean", "std", "count"]).reset_index()
-    t = summary["count"].map(lambda n: stats.t.ppf(0.975, n - 1) if n > 1 else float("nan"))
-    summary["ci95"] = t * summary["std"] / summary["count"] ** 0.5
-    return summary
+    rows = []
+    for config, values in ok.groupby("config")[value]:
+        mean, half = mean_interval(values.dropna().tolist())
+        rows.append({"config": config, "mean": mean, "ci95": half, "count": values.count()})
+    return pd.DataFrame(rows, columns=["config", "mean", "ci95", "count"])
