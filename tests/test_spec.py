@@ -44,5 +44,11 @@ def test_seed_axes_are_independent_and_deterministic():
     assert derive(4, "data") != seeds["data"]
 
 
+def test_indexed_streams_differ_per_index_and_repeat_exactly():
+    streams = {derive(3, "data", rnd, client) for rnd in range(1, 4) for client in range(50)}
+    assert len(streams) == 150
+    assert derive(3, "data", 2, 7) == derive(3, "data", 2, 7) != derive(3, "data", 7, 2)
+
+
 def test_checkpoint_interval_does_not_change_the_run_key():
     assert make_spec(budget={"steps": 100, "checkpoint_every": 10}).key() == make_spec().key()

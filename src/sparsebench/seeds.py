@@ -12,9 +12,11 @@ import hashlib
 AXES = ("data", "partition", "init", "method")
 
 
-def derive(root: int, axis: str) -> int:
-    """A 31-bit seed for `axis`, a pure function of (root, axis)."""
-    digest = hashlib.sha256(f"{root}:{axis}".encode()).digest()
+def derive(root: int, axis: str, *index: int) -> int:
+    """A 31-bit seed for `axis` (and, for one stream per round, client or node, its `index`),
+    a pure function of (root, axis, index)."""
+    key = ":".join(str(part) for part in (root, axis, *index))
+    digest = hashlib.sha256(key.encode()).digest()
     return int.from_bytes(digest[:4], "little") & 0x7FFFFFFF
 
 

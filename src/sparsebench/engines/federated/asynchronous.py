@@ -20,6 +20,7 @@ from sparsebench.engines.federated.clients import (
     upload,
 )
 from sparsebench.engines.federated.record import log_round, new_curves, run_result
+from sparsebench.seeds import derive
 from sparsebench.spec import RunResult
 
 
@@ -37,13 +38,13 @@ class _Job:
 def async_setup(ctx: RunContext):
     """What both asynchronous loops draw from the run's seeds: the partition, the client
     sampler, the attack noise, the Byzantine set and the client speeds."""
-    params, seed = ctx.method.params, ctx.seeds["method"]
+    params, root = ctx.method.params, ctx.seeds["root"]
     return (
         partition_clients(ctx),
-        torch.Generator().manual_seed(seed),
-        torch.Generator().manual_seed(seed + 1),
-        byzantine_clients(params.clients, params.byzantine_fraction, seed),
-        ctx.method.client_speeds(seed + 2),
+        torch.Generator().manual_seed(ctx.seeds["method"]),
+        torch.Generator().manual_seed(derive(root, "attack")),
+        byzantine_clients(params.clients, params.byzantine_fraction, derive(root, "byzantine")),
+        ctx.method.client_speeds(derive(root, "client-speeds")),
     )
 
 

@@ -24,7 +24,7 @@ from sparsebench.engines.context import RunContext
 from sparsebench.engines.federated import batched
 from sparsebench.engines.trainer import batches, make_optimizer
 from sparsebench.methods.federated.base import FederatedParams, Message, Strategy
-from sparsebench.seeds import all_seeds
+from sparsebench.seeds import all_seeds, derive
 from sparsebench.spec import Budget, RunSpec
 
 
@@ -79,7 +79,7 @@ def write_partition_manifest(spec: RunSpec, data: Dataset, path: str | Path) -> 
 
 def byzantine_clients(clients: int, fraction: float, seed: int) -> set[int]:
     """A fixed, seeded set of round(fraction * clients) Byzantine clients."""
-    order = torch.randperm(clients, generator=torch.Generator().manual_seed(seed + 7919))
+    order = torch.randperm(clients, generator=torch.Generator().manual_seed(seed))
     return set(order[: round(fraction * clients)].tolist())
 
 
@@ -95,7 +95,7 @@ def message_bytes(message: Message) -> int:
 
 def client_seed(ctx: RunContext, rnd: int, client: int) -> int:
     """The seed of a client's minibatch order in a round (any process can rebuild it)."""
-    return ctx.seeds["data"] + rnd * 100_003 + client
+    return derive(ctx.seeds["root"], "data", rnd, client)
 
 
 def _client_generator(ctx: RunContext, rnd: int, client: int) -> torch.Generator:

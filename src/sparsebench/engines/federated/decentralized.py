@@ -17,6 +17,7 @@ from sparsebench.engines.federated.clients import (
     train_round,
 )
 from sparsebench.engines.federated.record import log_round, new_curves, run_result
+from sparsebench.seeds import derive
 from sparsebench.spec import RunResult
 
 
@@ -59,14 +60,14 @@ def consensus_distance(models: torch.Tensor) -> float:
 def node_models(model: torch.nn.Module, nodes: int, init: str, seed: int) -> torch.Tensor:
     """Every node's starting vector [N, d]: copies of the model (`shared`), or one fresh
     initialisation per node (`independent`, re-running each layer's reset_parameters under its
-    own seed), leaving `model` and the global RNG as they were."""
+    own seed, derived from `seed`), leaving `model` and the global RNG as they were."""
     start = model_vector(model)
     if init == "shared":
         return start.expand(nodes, -1).clone()
     rows = []
     with torch.random.fork_rng():
         for node in range(nodes):
-            torch.manual_seed(seed + 1 + node)
+            torch.manual_seed(derive(seed, "init", node))
             for module in model.modules():
                 if hasattr(module, "reset_parameters"):
                     module.reset_parameters()

@@ -18,6 +18,7 @@ from sparsebench.engines.federated.clients import (
     upload,
 )
 from sparsebench.engines.federated.record import log_round, new_curves, run_result
+from sparsebench.seeds import derive
 from sparsebench.spec import RunResult
 
 
@@ -26,8 +27,9 @@ def run_synchronous(ctx: RunContext) -> RunResult:
     strategy, params, budget = ctx.method, ctx.method.params, ctx.budget
     parts = partition_clients(ctx)
     sampler = torch.Generator().manual_seed(ctx.seeds["method"])
-    attacker = torch.Generator().manual_seed(ctx.seeds["method"] + 1)
-    byzantine = byzantine_clients(params.clients, params.byzantine_fraction, ctx.seeds["method"])
+    attacker = torch.Generator().manual_seed(derive(ctx.seeds["root"], "attack"))
+    byzantine_seed = derive(ctx.seeds["root"], "byzantine")
+    byzantine = byzantine_clients(params.clients, params.byzantine_fraction, byzantine_seed)
     global_vec = model_vector(ctx.model)
     curves = new_curves()
     traffic: list[tuple[int, int]] = []
