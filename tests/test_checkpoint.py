@@ -129,7 +129,7 @@ def test_a_checkpoint_for_another_step_budget_is_ignored(tiny_data, tmp_path):
     path = killed_checkpoint(tiny_data, tmp_path)
     model, method = fresh("dense", {}, tiny_data)
     longer = dataclasses.replace(BUDGET, steps=40)
-    with pytest.warns(checkpoints.CorruptCheckpointWarning, match="written for 30 steps"):
+    with pytest.warns(checkpoints.CorruptCheckpointWarning, match="written for total_steps=30"):
         log = train(model, tiny_data, longer, 3, method, checkpoint=path)
     assert log.curves["step"][0] == 7
 

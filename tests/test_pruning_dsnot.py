@@ -5,10 +5,8 @@ import torch.nn as nn
 from sparsebench import registry
 from sparsebench.data.base import Dataset
 from sparsebench.methods.pruning.dsnot import dsnot_refine, residual
-from sparsebench.methods.pruning.ptq_magnitude import row_mask
-from sparsebench.methods.pruning.wanda import wanda_scores
-from sparsebench.sparsity.calibration import InputStats, recon_error
-from sparsebench.sparsity.masks import keep_count, parse_nm
+from sparsebench.sparsity.calibration import InputStats, recon_error, wanda_scores
+from sparsebench.sparsity.masks import keep_count, parse_nm, row_mask
 
 
 def shifted_inputs(n=1024, d_in=64, seed=0):

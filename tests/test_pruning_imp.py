@@ -4,7 +4,7 @@ import torch
 from sparsebench import registry
 from sparsebench.engines.context import RunContext
 from sparsebench.engines.pruning import run as run_pruning
-from sparsebench.methods.pruning.imp import round_densities
+from sparsebench.methods.pruning.base import round_densities
 from sparsebench.models.mlp import MLP
 from sparsebench.seeds import all_seeds
 from sparsebench.sparsity.masked import prunable_weights

@@ -4,8 +4,7 @@ import torch.nn as nn
 
 from sparsebench import registry
 from sparsebench.data.base import Dataset
-from sparsebench.methods.pruning.wanda import wanda_scores
-from sparsebench.sparsity.calibration import InputStats, recon_error
+from sparsebench.sparsity.calibration import InputStats, recon_error, wanda_scores
 from sparsebench.sparsity.masks import keep_count
 
 

@@ -25,6 +25,11 @@ class TrainHooks:
     def after_step(self, step: int) -> None:
         """Called after the optimizer step."""
 
+    def dense_weight_grad(self, step: int) -> bool:
+        """Whether this step needs the dense weight gradient (a straight-through estimator,
+        or RigL's growth criterion at a mask update), so its FLOPs are charged dense."""
+        return False
+
     def state_dict(self) -> dict[str, Any]:
         """The hooks' training-time state (tensors and plain values) for a checkpoint."""
         return {}

@@ -19,13 +19,14 @@ import math
 
 import torch
 
+from sparsebench.checks import check_choice
 from sparsebench.comm.compressors import Compressor
 from sparsebench.comm.payload import Payload
 
 
 def check_layout(bits: int, block: int) -> None:
-    if bits not in (1, 2):
-        raise ValueError(f"bits must be 1 or 2, got {bits}")
+    """The layouts the packing supports: 1 or 2 bits, blocks of a power of two >= 32 values."""
+    check_choice("bits", bits, (1, 2))
     if block < 32 or block & (block - 1):
         raise ValueError(f"block must be a power of two >= 32, got {block}")
 

@@ -10,6 +10,7 @@ import torch
 
 from sparsebench.comm.bits import bits_for, pack, unpack
 from sparsebench.comm.payload import Payload
+from sparsebench.seeds import derive
 from sparsebench.sparsity.masks import keep_count
 
 
@@ -91,7 +92,7 @@ class RandK(Compressor):
         self.round = 0
 
     def indices(self, d: int, round_: int) -> torch.Tensor:
-        generator = torch.Generator().manual_seed(self.seed * 1_000_003 + round_)
+        generator = torch.Generator().manual_seed(derive(self.seed, f"randk/round/{round_}"))
         return torch.randperm(d, generator=generator)[: keep_count(d, self.density)]
 
     def compress(self, x: torch.Tensor) -> Payload:

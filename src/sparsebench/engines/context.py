@@ -24,12 +24,17 @@ class RunContext:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-def model_costs(ctx: RunContext, train_samples: int) -> dict[str, Any]:
-    """Measured density (global, per layer) and dense/sparse FLOPs of the model as it ends."""
+def model_costs(
+    ctx: RunContext, train_samples: int, train_executed: float | None = None
+) -> dict[str, Any]:
+    """Measured density (global, per layer) of the model as it ends, its inference FLOPs, and
+    the training FLOPs: `train_dense` the dense-equivalent of all `train_samples`,
+    `train_sparse` what the steps executed (`train_executed`, counted step by step by the
+    trainer); engines whose model is dense throughout (compression, federated) leave it None."""
     density, per_layer = measured_density(ctx.model)
     return {
         "density": density,
         "density_per_layer": per_layer,
-        "flops": flop_costs(ctx.model, ctx.data.x_train, per_layer, train_samples),
+        "flops": flop_costs(ctx.model, ctx.data.x_train, per_layer, train_samples, train_executed),
         "bytes": {"up": 0, "down": 0},
     }

@@ -14,33 +14,148 @@ Every method also has `dense_hooks(model)` (IMP keeps an early iterate for rewin
 reconstruction error), except its `metrics` entry, which joins the metrics (the mean
 reconstruction error; the soup against its best ingredient). The time to prune (`prune_s`,
 retraining excluded) is always measured here.
+
+Checkpoints (a path in the context and budget.checkpoint_every > 0): the run is a sequence of
+train() calls, its phases (the dense phase, then each retraining in the order the method asks
+for it). A phase resumes mid-way from its own trainer checkpoint, and a finished phase leaves
+its outcome (weights, hooks' state, log, global RNG), which a resumed run puts back instead of
+training again. What happens between phases (pruning decisions, rewinding, averaging soups)
+is a deterministic function of the weights and is simply recomputed, so a killed run ends with
+the same result as an uninterrupted one, for any method, without per-method code.
 """
 
 from __future__ import annotations
 
+import glob
 import time
-from dataclasses import replace
+from collections.abc import Callable
+from dataclasses import asdict, replace
+from functools import partial
+from pathlib import Path
 from typing import Any
 
+import torch
 import torch.nn as nn
 
+from sparsebench import checkpoint as checkpoints
 from sparsebench.data.base import Dataset
 from sparsebench.engines.context import RunContext, model_costs
 from sparsebench.engines.trainer import TrainLog, train
+from sparsebench.hooks import TrainHooks
 from sparsebench.metrics import evaluate, final_metrics
 from sparsebench.sparsity.masked import MaskedWeights
 from sparsebench.spec import Budget, RunResult
 
 
-class Retrainer:
-    """Retrains a model under fixed masks; records curves and the quality at each start."""
+class Phases:
+    """The checkpoint files of one pruning run. Phase k's trainer checkpoint is
+    `<stem>.phase<k><suffix>` beside `path`, its finished outcome `<stem>.phase<k>.done<suffix>`;
+    `path` itself records the run they belong to, so that files of another run are refused and
+    cleared. Without a path nothing is read or written."""
 
-    def __init__(self, data: Dataset, budget: Budget, data_seed: int, step_offset: int) -> None:
+    def __init__(self, path: Path | None, identity: dict[str, Any]) -> None:
+        self.path = path
+        if path is not None and checkpoints.load_matching(path, **identity) is None:
+            self._clear()
+            checkpoints.save(identity, path)
+
+    def _file(self, phase: int, tag: str = "") -> Path:
+        return self.path.with_name(f"{self.path.stem}.phase{phase}{tag}{self.path.suffix}")
+
+    def train_checkpoint(self, phase: int) -> Path | None:
+        """Where phase `phase`'s train() call keeps its mid-phase checkpoint."""
+        return None if self.path is None else self._file(phase)
+
+    def outcome(self, phase: int) -> dict[str, Any] | None:
+        """The recorded outcome of phase `phase`, if it finished in an earlier attempt."""
+        return None if self.path is None else checkpoints.load(self._file(phase, ".done"))
+
+    def record(self, phase: int, outcome: dict[str, Any]) -> None:
+        if self.path is not None:
+            checkpoints.save(outcome, self._file(phase, ".done"))
+
+    def finish(self) -> None:
+        """Remove every checkpoint file of the run: it has ended."""
+        if self.path is not None:
+            self._clear()
+            checkpoints.remove(self.path)
+
+    def _clear(self) -> None:
+        for stale in self.path.parent.glob(f"{glob.escape(self.path.stem)}.phase*"):
+            stale.unlink()
+
+
+def _phase(
+    phases: Phases,
+    phase: int,
+    model: nn.Module,
+    hooks: TrainHooks,
+    training: Callable[..., TrainLog],
+) -> TrainLog:
+    """Run phase `phase` as `training(checkpoint=...)` and record its outcome, or, when an
+    earlier attempt finished it, put that outcome back instead of training again."""
+    done = phases.outcome(phase)
+    if done is not None:
+        model.load_state_dict(done["model"])
+        hooks.load_state_dict(done["hooks"])
+        torch.set_rng_state(done["torch_rng"])
+        model.train()  # as train() leaves it
+        return TrainLog(**done["log"])
+    log = training(checkpoint=phases.train_checkpoint(phase))
+    outcome = {
+        "model": model.state_dict(),
+        "hooks": hooks.state_dict(),
+        "torch_rng": torch.get_rng_state(),
+        "log": asdict(log),
+    }
+    phases.record(phase, outcome)
+    return log
+
+
+class DenseHooks(TrainHooks):
+    """The method's dense-phase hooks, whose checkpointed state also carries the method's own
+    (IMP's rewind iterate is taken by its hook but kept on the method)."""
+
+    def __init__(self, inner: TrainHooks, method: Any) -> None:
+        self.inner, self.method = inner, method
+
+    def bind_optimizer(self, optimizer: torch.optim.Optimizer) -> None:
+        self.inner.bind_optimizer(optimizer)
+
+    def after_backward(self, step: int) -> None:
+        self.inner.after_backward(step)
+
+    def after_step(self, step: int) -> None:
+        self.inner.after_step(step)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"hooks": self.inner.state_dict(), "method": self.method.state_dict()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.inner.load_state_dict(state["hooks"])
+        self.method.load_state_dict(state["method"])
+
+
+class Retrainer:
+    """Retrains a model under fixed masks; records curves and the quality at each start.
+    Each call is the run's next phase (the dense phase is phase 0)."""
+
+    def __init__(
+        self,
+        data: Dataset,
+        budget: Budget,
+        data_seed: int,
+        step_offset: int,
+        phases: Phases | None = None,
+    ) -> None:
         self.data, self.budget, self.data_seed = data, budget, data_seed
+        self.phases = phases or Phases(None, {})
         self.step = step_offset
         self.curves: dict[str, list] = {}
         self.start_evals: list[dict[str, float]] = []
+        self.calls = 0
         self.steps_done = 0
+        self.train_flops = 0.0
         self.seconds = 0.0
         self.diverged = False
 
@@ -59,12 +174,15 @@ class Retrainer:
         budget = (
             self.budget if weight_decay is None else replace(self.budget, weight_decay=weight_decay)
         )
-        log = train(
-            model, self.data, budget, self.data_seed + seed_offset, hooks=masked, steps=steps
+        self.calls += 1
+        training = partial(
+            train, model, self.data, budget, self.data_seed + seed_offset, masked, steps
         )
+        log = _phase(self.phases, self.calls, model, masked, training)
         self.curves = _concat(self.curves, log.curves, self.step)
         self.step += log.steps_done
         self.steps_done += log.steps_done
+        self.train_flops += log.train_flops
         self.diverged |= log.diverged
         self.seconds += time.perf_counter() - clock
         return log
@@ -102,25 +220,28 @@ def _prune_and_retrain(
     return prune_s
 
 
+def _phases(ctx: RunContext) -> Phases:
+    """This run's checkpoint files, for this run (its key leaves out bookkeeping such as
+    checkpoint_every) and step budget; none when checkpoints are off."""
+    path = ctx.extra.get("checkpoint") if ctx.budget.checkpoint_every else None
+    return Phases(path, {"run": ctx.spec.key(), "total_steps": ctx.budget.steps})
+
+
 def run(ctx: RunContext) -> RunResult:
     budget, data, method = ctx.budget, ctx.data, ctx.method
     language_model = data.language_model
     finetune_steps = int(round(budget.steps * method.params.finetune_fraction))
-    dense_hooks = method.dense_hooks(ctx.model)
-    log = train(
-        ctx.model,
-        data,
-        budget,
-        ctx.seeds["data"],
-        hooks=dense_hooks,
-        steps=budget.steps - finetune_steps,
-        desc="dense",
-    )
+    phases = _phases(ctx)
+    hooks = DenseHooks(method.dense_hooks(ctx.model), method)
+    dense_steps = budget.steps - finetune_steps
+    dense = partial(train, ctx.model, data, budget, ctx.seeds["data"], hooks, dense_steps)
+    log = _phase(phases, 0, ctx.model, hooks, partial(dense, desc="dense"))
     before = evaluate(ctx.model, data.x_test, data.y_test)
-    retrainer = Retrainer(data, budget, ctx.seeds["data"] + 1, log.steps_done)
+    retrainer = Retrainer(data, budget, ctx.seeds["data"] + 1, log.steps_done, phases)
     prune_s = 0.0
     if not log.diverged:
         prune_s = _prune_and_retrain(method, ctx.model, data, retrainer, finetune_steps)
+    phases.finish()
     final = evaluate(ctx.model, data.x_test, data.y_test)
     after_prune = retrainer.start_evals[-1] if retrainer.start_evals else final
     pruned_curves = {
@@ -134,7 +255,8 @@ def run(ctx: RunContext) -> RunResult:
     }
     report: dict[str, Any] = dict(method.report)
     metrics.update(report.pop("metrics", {}))
-    costs = model_costs(ctx, (log.steps_done + retrainer.steps_done) * budget.batch_size)
+    samples = (log.steps_done + retrainer.steps_done) * budget.batch_size
+    costs = model_costs(ctx, samples, log.train_flops + retrainer.train_flops)
     costs.update(report, prune_s=prune_s)
     diverged = log.diverged or retrainer.diverged
     return RunResult(

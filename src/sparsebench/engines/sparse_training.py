@@ -23,6 +23,6 @@ def run(ctx: RunContext) -> RunResult:
     return RunResult(
         metrics=metrics,
         curves=log.curves,
-        costs=model_costs(ctx, train_samples),
+        costs=model_costs(ctx, train_samples, log.train_flops),
         status="diverged" if log.diverged else "ok",
     )

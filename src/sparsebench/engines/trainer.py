@@ -2,7 +2,9 @@
 
 A method influences training only through `TrainHooks`: `after_backward` (for example to mask
 or read gradients) and `after_step` (to re-apply masks or update them). The loop owns batching,
-evaluation, curves, divergence detection and the progress bar.
+evaluation, curves, divergence detection, the progress bar and the training FLOPs as executed:
+every step is charged at the density of each layer's weights during that step (counted from the
+weights), with a dense weight gradient where the method's `dense_weight_grad` says so.
 """
 
 from __future__ import annotations
@@ -19,7 +21,8 @@ from tqdm import tqdm
 from sparsebench import checkpoint as checkpoints
 from sparsebench.data.base import Dataset
 from sparsebench.hooks import TrainHooks
-from sparsebench.metrics import evaluate
+from sparsebench.metrics import evaluate, flop_profile
+from sparsebench.sparsity.masked import prunable_layers
 from sparsebench.spec import Budget
 
 
@@ -30,6 +33,17 @@ class TrainLog:
     )
     diverged: bool = False
     steps_done: int = 0
+    train_flops: float = 0.0
+    """FLOPs the steps executed, each at the densities live then (metrics.FlopProfile)."""
+
+
+@torch.no_grad()
+def live_density(layers: dict[str, nn.Module]) -> dict[str, float]:
+    """Fraction of nonzero entries of each layer's weight as the forward sees it now (after any
+    parametrization, such as an N:M projection), counted from the tensor."""
+    return {
+        name: int(torch.count_nonzero(m.weight)) / m.weight.numel() for name, m in layers.items()
+    }
 
 
 def make_optimizer(params, budget: Budget) -> torch.optim.Optimizer:
@@ -72,6 +86,8 @@ def train(
     batch_size = min(budget.batch_size, len(data.y_train))
     index_stream = batches(len(data.y_train), batch_size, generator)
     log = TrainLog()
+    profile = flop_profile(model, data.x_train)
+    layers = prunable_layers(model)
     model.train()
     running = 0.0
     every = budget.checkpoint_every if checkpoint is not None else 0
@@ -82,10 +98,12 @@ def train(
             next(index_stream)
         checkpoints.check_data_order(resumed, generator)
         running, log.steps_done = resumed["running"], resumed["step"]
+        log.train_flops = resumed["train_flops"]
     first = log.steps_done + 1
     progress = tqdm(range(first, steps + 1), desc=desc, mininterval=2.0, leave=False)
     for step in progress:
         idx = next(index_stream)
+        density = live_density(layers)
         loss = F.cross_entropy(model(data.x_train[idx]), data.y_train[idx])
         if not math.isfinite(loss.item()):
             log.diverged = True
@@ -98,6 +116,7 @@ def train(
         for group in optimizer.param_groups:
             group["lr"] = budget.lr_at(step, steps)
         optimizer.step()
+        log.train_flops += len(idx) * profile.train(density, hooks.dense_weight_grad(step))
         hooks.after_step(step)
         running += loss.item()
         log.steps_done = step
@@ -115,6 +134,7 @@ def train(
                 step=step,
                 total_steps=steps,
                 running=running,
+                train_flops=log.train_flops,
                 model=model,
                 optimizer=optimizer,
                 hooks=hooks,

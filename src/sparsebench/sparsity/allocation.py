@@ -8,9 +8,11 @@ google-research/rigl `sparse_utils.get_sparsities`.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, get_args
 
 import torch
+
+from sparsebench.checks import check_choice
 
 Allocation = Literal["uniform", "erk"]
 
@@ -18,11 +20,11 @@ Allocation = Literal["uniform", "erk"]
 def allocate(
     shapes: dict[str, torch.Size], density: float, allocation: Allocation
 ) -> dict[str, float]:
+    """Density per layer (by name) whose kept counts add up to `density` of all weights."""
+    check_choice("allocation", allocation, get_args(Allocation))
     if allocation == "uniform":
         return {name: density for name in shapes}
-    if allocation == "erk":
-        return erk_densities(shapes, density)
-    raise ValueError(f"allocation must be 'uniform' or 'erk', got {allocation!r}")
+    return erk_densities(shapes, density)
 
 
 def erk_densities(shapes: dict[str, torch.Size], density: float) -> dict[str, float]:

@@ -66,6 +66,11 @@ class InputStats:
         return (second - self.mean.double() ** 2).clamp_min(0.0).float()
 
 
+def wanda_scores(weight: torch.Tensor, stats: InputStats) -> torch.Tensor:
+    """Wanda's score |W_ij| * ||X_j||_2 (Sun et al. 2023), which DSnoT also ranks by."""
+    return weight.abs() * stats.sq_norm.sqrt()[None, :]
+
+
 @dataclass
 class LayerResult:
     """What a layer rule returns: the keep mask and the weight to install (2-D, (out, in))."""

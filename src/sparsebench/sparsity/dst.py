@@ -1,5 +1,6 @@
-"""Dynamic sparse training mechanics shared by SET and RigL: one drop/grow step on a layer, and
-the Sparse Architecture Divergence between two sets of masks.
+"""Dynamic sparse training mechanics shared by SET, RigL and Sparse-IFT: one drop/grow step on a
+layer, the grow scores (random for SET, dense-gradient magnitude for RigL), and the Sparse
+Architecture Divergence between two sets of masks.
 
 A drop/grow step keeps the layer's active count exactly: drop the k active weights of smallest
 magnitude, then grow k positions among those inactive after the drop (so a just-dropped position
@@ -39,6 +40,13 @@ def drop_and_grow(
 def random_scores(shape: torch.Size, generator: torch.Generator) -> torch.Tensor:
     """SET's grow score: i.i.d. uniform, so the grown set is a uniform random k-subset."""
     return torch.rand(shape, generator=generator)
+
+
+def gradient_scores(name: str, weight: torch.nn.Parameter) -> torch.Tensor:
+    """RigL's grow score (Evci et al. 2020): |dense gradient| of the current minibatch."""
+    if weight.grad is None:
+        raise RuntimeError(f"RigL growth needs the dense gradient of {name}; none was computed")
+    return weight.grad.abs()
 
 
 def sparse_architecture_divergence(

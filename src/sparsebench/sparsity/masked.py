@@ -16,13 +16,18 @@ from sparsebench.hooks import TrainHooks
 PRUNABLE = (nn.Linear, nn.Conv1d, nn.Conv2d)
 
 
-def prunable_weights(model: nn.Module) -> dict[str, nn.Parameter]:
-    """Weights of every Linear and Conv layer, by parameter name (biases stay dense)."""
+def prunable_layers(model: nn.Module) -> dict[str, nn.Module]:
+    """Every Linear and Conv layer, by the name of its weight."""
     return {
-        f"{name}.weight" if name else "weight": module.weight
+        f"{name}.weight" if name else "weight": module
         for name, module in model.named_modules()
         if isinstance(module, PRUNABLE)
     }
+
+
+def prunable_weights(model: nn.Module) -> dict[str, nn.Parameter]:
+    """Weights of every Linear and Conv layer, by parameter name (biases stay dense)."""
+    return {name: module.weight for name, module in prunable_layers(model).items()}
 
 
 class MaskedWeights(TrainHooks):

@@ -1,4 +1,4 @@
-"""Mask construction: magnitude, random and N:M masks, plus a parsed sparsity pattern.
+"""Mask construction: magnitude, random, per-row and N:M masks, plus a parsed sparsity pattern.
 
 A pattern is a short string (JaxPruner style): `"0.1"` keeps a 10% density, unstructured;
 `"2:4"` keeps N=2 of every M=4 consecutive weights along the input dimension.
@@ -10,6 +10,8 @@ import re
 from dataclasses import dataclass
 
 import torch
+
+from sparsebench.checks import check_density
 
 _NM = re.compile(r"^(\d+):(\d+)$")
 
@@ -38,8 +40,7 @@ def parse_nm(pattern: str) -> NM:
 
 def keep_count(numel: int, density: float) -> int:
     """How many weights a layer keeps at `density`: the nearest integer, at least one."""
-    if not 0.0 < density <= 1.0:
-        raise ValueError(f"density must be in (0, 1], got {density}")
+    check_density(density)
     return max(1, min(numel, round(density * numel)))
 
 
@@ -84,3 +85,17 @@ def nm_mask(scores: torch.Tensor, nm: NM) -> torch.Tensor:
     mask = torch.zeros_like(groups, dtype=torch.bool).scatter_(-1, keep, True)
     mask = mask.reshape(channels_last.shape)
     return mask.movedim(-1, 1) if scores.dim() > 2 else mask
+
+
+def row_mask(scores: torch.Tensor, density: float, pattern: NM | None) -> torch.Tensor:
+    """Keep the highest scores of each output row: N of every M inputs, or a `density` share."""
+    if pattern is not None:
+        return nm_mask(scores, pattern)
+    k = keep_count(scores.shape[1], density)
+    keep = torch.topk(scores, k, dim=1).indices
+    return torch.zeros_like(scores, dtype=torch.bool).scatter_(1, keep, True)
+
+
+def fits_nm(weight: torch.Tensor, nm: NM) -> bool:
+    """True when every output row splits into whole groups of M inputs."""
+    return (weight.numel() // weight.shape[0]) % nm.m == 0

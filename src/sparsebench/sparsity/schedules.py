@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import math
 
+from sparsebench.checks import check_choice
+
 
 def resolve_step(explicit: int | None, fraction: float, total_steps: int | None, name: str) -> int:
     """An absolute step: `explicit` if given, else `fraction` of the run's `total_steps`.
@@ -54,12 +56,11 @@ def cosine_drop_fraction(step: int, alpha: float, end: int) -> float:
 def mask_decay(step: int, start: int, kind: str, coef: float) -> float:
     """PGF's MDGF factor on pruned weights: 1 at `start`, then linear max(0, 1 - c t') or
     exponential exp(-c t') with t' = step - start."""
+    check_choice("mask decay", kind, ("linear", "exp"))
     elapsed = max(step - start, 0)
     if kind == "linear":
         return max(1.0 - coef * elapsed, 0.0)
-    if kind == "exp":
-        return math.exp(-coef * elapsed)
-    raise ValueError(f"mask decay must be 'linear' or 'exp', got {kind!r}")
+    return math.exp(-coef * elapsed)
 
 
 def structure_decay(step: int, n: int, m: int, start: int, end: int) -> tuple[int, int]:

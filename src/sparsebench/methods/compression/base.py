@@ -5,16 +5,19 @@ Two shapes: `exchange(grads) -> Exchange` (the engine computes the gradients and
 update with the budget's optimizer), or `step(pool, step) -> StepOutcome` for methods that run
 local steps, own their optimizer or use no gradients (the engine lends a `WorkerPool`).
 `CodecMethod` is the shared aggregation for per-worker compressors: a sender per worker, the
-server averages the decoded payloads and sends back what `downlink` says.
+server averages the decoded payloads and sends back what `downlink` says. `LocalWorkers` is the
+local inner training of the infrequent-communication methods (DiLoCo, SparseLoCo).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Literal, Protocol
 
 import torch
 
+from sparsebench import checkpoint
+from sparsebench.checks import check_density, check_range
 from sparsebench.comm.compressors import Compressor
 from sparsebench.comm.payload import Payload
 
@@ -26,8 +29,19 @@ class CompressionParams:
     workers: int = 4
 
     def __post_init__(self) -> None:
-        if self.workers < 1:
-            raise ValueError(f"workers must be >= 1, got {self.workers}")
+        check_range("workers", self.workers, 1)
+
+
+@dataclass(frozen=True)
+class DensityParams(CompressionParams):
+    """Shared by the sparsifying methods (top-k, rand-k and their error-feedback forms): the
+    share of coordinates each worker sends."""
+
+    density: float = 0.01
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_density(self.density)
 
 
 @dataclass
@@ -81,6 +95,46 @@ class WorkerPool(Protocol):
     def loss(self, worker: int, batch: torch.Tensor, at: torch.Tensor) -> float: ...
 
 
+class LocalWorkers:
+    """Each worker's own copy of the parameters and its own inner optimizer, for methods that
+    run local steps between communications (DiLoCo, SparseLoCo): the optimizer states persist
+    across outer rounds while the parameters restart from the global ones every round."""
+
+    def __init__(
+        self,
+        start: torch.Tensor,
+        workers: int,
+        optimizer: Literal["adamw", "sgd"],
+        lr: float,
+        weight_decay: float,
+    ) -> None:
+        self.params = [start.detach().clone() for _ in range(workers)]
+        self.optimizers = [self._optimizer(p, optimizer, lr, weight_decay) for p in self.params]
+
+    @staticmethod
+    def _optimizer(
+        param: torch.Tensor, kind: str, lr: float, weight_decay: float
+    ) -> torch.optim.Optimizer:
+        if kind == "adamw":
+            return torch.optim.AdamW([param], lr=lr, weight_decay=weight_decay)
+        return torch.optim.SGD([param], lr=lr, weight_decay=weight_decay)
+
+    def inner_step(self, pool: WorkerPool) -> list[float]:
+        """One inner step on every worker, each on its own next minibatch."""
+        losses = []
+        for w, (param, optimizer) in enumerate(zip(self.params, self.optimizers, strict=True)):
+            grad, loss = pool.grad(w, at=param)
+            param.grad = grad
+            optimizer.step()
+            losses.append(loss)
+        return losses
+
+    def restart(self, start: torch.Tensor) -> None:
+        """Every worker's parameters back to `start`; inner optimizer states are kept."""
+        for param in self.params:
+            param.copy_(start)
+
+
 class CompressionMethod:
     """A gradient-exchange method by default; one that sets `drives_step` runs each step
     itself through `step` (local steps, its own optimizer, or no gradients)."""
@@ -103,11 +157,16 @@ class CompressionMethod:
         """One whole step of a method that `drives_step`, on the engine's worker pool."""
         raise NotImplementedError
 
+    def state_dict(self) -> dict[str, Any]:
+        """Everything the method changes while training (error memories, generators, factors,
+        its own optimizers and local copies), walked from its attributes by
+        `checkpoint.capture`, so a resumed run continues exactly; override only for state the
+        walker refuses."""
+        return checkpoint.capture(self)
 
-def check_density(density: float) -> None:
-    """Shared check of a `density` field (fraction of coordinates sent)."""
-    if not 0.0 < density <= 1.0:
-        raise ValueError(f"density must be in (0, 1], got {density}")
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore `state_dict()` in place, after `bind` (called before training, as always)."""
+        checkpoint.restore(self, state)
 
 
 def gathered_or_dense(payloads: list[Payload], numel: int) -> list[int]:

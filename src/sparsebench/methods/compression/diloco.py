@@ -16,11 +16,12 @@ from typing import Literal
 
 import torch
 
+from sparsebench.checks import check_range
 from sparsebench.comm.compressors import Identity
-from sparsebench.methods.compression._local import LocalWorkers
 from sparsebench.methods.compression.base import (
     CompressionMethod,
     CompressionParams,
+    LocalWorkers,
     StepOutcome,
     WorkerPool,
 )
@@ -37,14 +38,10 @@ class DiLoCoParams(CompressionParams):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if self.inner_steps < 1:
-            raise ValueError(f"inner_steps must be >= 1, got {self.inner_steps}")
-        if self.inner_weight_decay < 0:
-            raise ValueError(f"inner_weight_decay must be >= 0, got {self.inner_weight_decay}")
-        if self.outer_lr <= 0:
-            raise ValueError(f"outer_lr must be > 0, got {self.outer_lr}")
-        if not 0.0 <= self.outer_momentum < 1.0:
-            raise ValueError(f"outer_momentum must be in [0, 1), got {self.outer_momentum}")
+        check_range("inner_steps", self.inner_steps, 1)
+        check_range("inner_weight_decay", self.inner_weight_decay, 0.0)
+        check_range("outer_lr", self.outer_lr, 0.0, low_open=True)
+        check_range("outer_momentum", self.outer_momentum, 0.0, 1.0, high_open=True)
 
 
 @register("compression", "diloco", params=DiLoCoParams)

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 
 import torch
 
+from sparsebench.checks import check_range
 from sparsebench.comm.onebit import OneBitAllReduce
 from sparsebench.methods.compression.base import (
     CompressionMethod,
@@ -41,13 +42,10 @@ class OneBitAdamParams(CompressionParams):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if self.freeze_step < 1:
-            raise ValueError(f"freeze_step must be >= 1, got {self.freeze_step}")
-        for name in ("beta1", "beta2"):
-            if not 0.0 <= getattr(self, name) < 1.0:
-                raise ValueError(f"{name} must be in [0, 1), got {getattr(self, name)}")
-        if self.eps <= 0:
-            raise ValueError(f"eps must be > 0, got {self.eps}")
+        check_range("freeze_step", self.freeze_step, 1)
+        check_range("beta1", self.beta1, 0.0, 1.0, high_open=True)
+        check_range("beta2", self.beta2, 0.0, 1.0, high_open=True)
+        check_range("eps", self.eps, 0.0, low_open=True)
 
 
 @register("compression", "onebit-adam", params=OneBitAdamParams)

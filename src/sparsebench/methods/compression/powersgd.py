@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import torch
 
+from sparsebench.checks import check_range
 from sparsebench.comm.powersgd import PowerSGD
 from sparsebench.methods.compression.base import CompressionMethod, CompressionParams, Exchange
 from sparsebench.registry import register
@@ -26,10 +27,8 @@ class PowerSGDParams(CompressionParams):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if self.rank < 1:
-            raise ValueError(f"rank must be >= 1, got {self.rank}")
-        if self.min_compression_rate < 1.0:
-            raise ValueError(f"min_compression_rate must be >= 1, got {self.min_compression_rate}")
+        check_range("rank", self.rank, 1)
+        check_range("min_compression_rate", self.min_compression_rate, 1.0)
 
 
 @register("compression", "powersgd", params=PowerSGDParams)

@@ -13,10 +13,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from sparsebench.checks import check_range
 from sparsebench.comm.compressors import QSGD
 from sparsebench.comm.feedback import NoFeedback
 from sparsebench.methods.compression.base import CodecMethod, CompressionParams
 from sparsebench.registry import register
+from sparsebench.seeds import derive
 
 
 @dataclass(frozen=True)
@@ -26,10 +28,8 @@ class QSGDParams(CompressionParams):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if self.levels < 1:
-            raise ValueError(f"levels must be >= 1, got {self.levels}")
-        if self.bucket < 1:
-            raise ValueError(f"bucket must be >= 1, got {self.bucket}")
+        check_range("levels", self.levels, 1)
+        check_range("bucket", self.bucket, 1)
 
 
 @register("compression", "qsgd", params=QSGDParams)
@@ -37,4 +37,5 @@ class QSGDMethod(CodecMethod):
     """Unbiased stochastic quantization to s levels per bucket norm."""
 
     def make_sender(self, worker: int) -> NoFeedback:
-        return NoFeedback(QSGD(self.params.levels, self.params.bucket, self.seed + worker))
+        seed = derive(self.seed, f"qsgd/worker/{worker}")
+        return NoFeedback(QSGD(self.params.levels, self.params.bucket, seed))

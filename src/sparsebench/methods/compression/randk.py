@@ -9,27 +9,16 @@ by d/k on decoding, which makes the estimate unbiased: E[update] = mean gradient
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 
 from sparsebench.comm.compressors import RandK
 from sparsebench.comm.feedback import NoFeedback
 from sparsebench.comm.payload import Payload
-from sparsebench.methods.compression.base import CodecMethod, CompressionParams, check_density
+from sparsebench.methods.compression.base import CodecMethod, DensityParams
 from sparsebench.registry import register
 
 
-@dataclass(frozen=True)
-class RandKParams(CompressionParams):
-    density: float = 0.01
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        check_density(self.density)
-
-
-@register("compression", "randk", params=RandKParams)
+@register("compression", "randk", params=DensityParams)
 class RandKMethod(CodecMethod):
     """Shared-seed rand-k: values only, scaled d/k, all-reduce compatible."""
 

@@ -16,14 +16,14 @@ from dataclasses import dataclass
 
 import torch
 
+from sparsebench.checks import check_density, check_range
 from sparsebench.comm.chunked import ChunkTopKQuant
-from sparsebench.methods.compression._local import LocalWorkers
 from sparsebench.methods.compression.base import (
     CompressionMethod,
     CompressionParams,
+    LocalWorkers,
     StepOutcome,
     WorkerPool,
-    check_density,
     gathered_or_dense,
 )
 from sparsebench.registry import register
@@ -42,18 +42,12 @@ class SparseLoCoParams(CompressionParams):
     def __post_init__(self) -> None:
         super().__post_init__()
         check_density(self.density)
-        if self.inner_steps < 1:
-            raise ValueError(f"inner_steps must be >= 1, got {self.inner_steps}")
-        if self.inner_weight_decay < 0:
-            raise ValueError(f"inner_weight_decay must be >= 0, got {self.inner_weight_decay}")
-        if self.chunk < 2:
-            raise ValueError(f"chunk must be >= 2, got {self.chunk}")
-        if not 1 <= self.value_bits <= 8:
-            raise ValueError(f"value_bits must be in [1, 8], got {self.value_bits}")
-        if not 0.0 <= self.decay <= 1.0:
-            raise ValueError(f"decay must be in [0, 1], got {self.decay}")
-        if self.outer_lr <= 0:
-            raise ValueError(f"outer_lr must be > 0, got {self.outer_lr}")
+        check_range("inner_steps", self.inner_steps, 1)
+        check_range("inner_weight_decay", self.inner_weight_decay, 0.0)
+        check_range("chunk", self.chunk, 2)
+        check_range("value_bits", self.value_bits, 1, 8)
+        check_range("decay", self.decay, 0.0, 1.0)
+        check_range("outer_lr", self.outer_lr, 0.0, low_open=True)
 
 
 @register("compression", "sparseloco", params=SparseLoCoParams)

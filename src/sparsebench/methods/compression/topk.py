@@ -9,27 +9,16 @@ average sparsely (densely when that is smaller).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 
 from sparsebench.comm.compressors import TopK, sparse_payload
 from sparsebench.comm.feedback import NoFeedback
 from sparsebench.comm.payload import Payload
-from sparsebench.methods.compression.base import CodecMethod, CompressionParams, check_density
+from sparsebench.methods.compression.base import CodecMethod, DensityParams
 from sparsebench.registry import register
 
 
-@dataclass(frozen=True)
-class TopKParams(CompressionParams):
-    density: float = 0.01
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        check_density(self.density)
-
-
-@register("compression", "topk", params=TopKParams)
+@register("compression", "topk", params=DensityParams)
 class TopKPlain(CodecMethod):
     """Top-k of the raw gradient; what is not sent is lost."""
 

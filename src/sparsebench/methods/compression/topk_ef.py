@@ -15,27 +15,23 @@ from dataclasses import dataclass
 
 import torch
 
+from sparsebench.checks import check_choice
 from sparsebench.comm.compressors import TopK, decode_any, sparse_payload
 from sparsebench.comm.feedback import ErrorFeedback
 from sparsebench.comm.sampled_topk import SampledTopK
-from sparsebench.methods.compression.base import CompressionMethod, CompressionParams, Exchange
+from sparsebench.methods.compression.base import CompressionMethod, DensityParams, Exchange
 from sparsebench.registry import register
 
 SELECTIONS = {"exact": TopK, "sampled": SampledTopK}
 
 
 @dataclass(frozen=True)
-class TopKEFParams(CompressionParams):
-    density: float = 0.01
+class TopKEFParams(DensityParams):
     selection: str = "exact"
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if not 0.0 < self.density <= 1.0:
-            raise ValueError(f"density must be in (0, 1], got {self.density}")
-        if self.selection not in SELECTIONS:
-            choices = sorted(SELECTIONS)
-            raise ValueError(f"selection must be one of {choices}, got {self.selection!r}")
+        check_choice("selection", self.selection, sorted(SELECTIONS))
 
 
 @register("compression", "topk-ef", params=TopKEFParams)

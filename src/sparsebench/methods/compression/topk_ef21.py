@@ -14,16 +14,15 @@ import torch
 from sparsebench.comm.compressors import TopK, sparse_payload
 from sparsebench.comm.feedback import EF21
 from sparsebench.comm.payload import Payload
-from sparsebench.methods.compression.base import CodecMethod
-from sparsebench.methods.compression.topk import TopKParams
+from sparsebench.methods.compression.base import CodecMethod, DensityParams
 from sparsebench.registry import register
 
 
-@register("compression", "topk-ef21", params=TopKParams)
+@register("compression", "topk-ef21", params=DensityParams)
 class TopKEF21(CodecMethod):
     """EF21 state recursion around top-k."""
 
-    def __init__(self, params: TopKParams, seed: int) -> None:
+    def __init__(self, params: DensityParams, seed: int) -> None:
         super().__init__(params, seed)
         self.estimate: torch.Tensor | None = None
 

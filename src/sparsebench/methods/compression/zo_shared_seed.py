@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 import torch
 
+from sparsebench.checks import check_range
 from sparsebench.comm.payload import Payload
 from sparsebench.methods.compression.base import (
     CompressionMethod,
@@ -25,6 +26,7 @@ from sparsebench.methods.compression.base import (
     WorkerPool,
 )
 from sparsebench.registry import register
+from sparsebench.seeds import derive
 
 
 @dataclass(frozen=True)
@@ -34,10 +36,8 @@ class ZOParams(CompressionParams):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if self.eps <= 0:
-            raise ValueError(f"eps must be > 0, got {self.eps}")
-        if self.clip <= 0:
-            raise ValueError(f"clip must be > 0, got {self.clip}")
+        check_range("eps", self.eps, 0.0, low_open=True)
+        check_range("clip", self.clip, 0.0, low_open=True)
 
 
 @register("compression", "zo-shared-seed", params=ZOParams)
@@ -48,8 +48,8 @@ class ZOSharedSeed(CompressionMethod):
 
     def direction(self, step: int, worker: int, numel: int) -> torch.Tensor:
         """The perturbation z of `worker` at `step`, the same wherever it is regenerated."""
-        generator = torch.Generator().manual_seed((self.seed * 1_000_003 + step) * 4099 + worker)
-        return torch.randn(numel, generator=generator)
+        seed = derive(self.seed, f"zo/step/{step}/worker/{worker}")
+        return torch.randn(numel, generator=torch.Generator().manual_seed(seed))
 
     def quantize(self, value: float) -> Payload:
         clipped = max(-self.params.clip, min(self.params.clip, value))

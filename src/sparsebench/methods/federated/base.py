@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import torch
 
+from sparsebench.checks import check_density, check_range
 from sparsebench.comm.aggregation import combine
 from sparsebench.comm.compressors import QSGD, Compressor, Identity, RandK, ScaledSign, TopK
 from sparsebench.comm.payload import Payload
@@ -46,21 +47,12 @@ class FederatedParams:
     simulation: Literal["vmap", "sequential"] = "vmap"
 
     def __post_init__(self) -> None:
-        if not 1 <= self.clients_per_round <= self.clients:
-            raise ValueError(
-                f"clients_per_round must be in [1, clients={self.clients}], "
-                f"got {self.clients_per_round}"
-            )
-        if self.alpha <= 0:
-            raise ValueError(f"alpha must be > 0, got {self.alpha}")
-        if self.classes_per_client < 1:
-            raise ValueError(f"classes_per_client must be >= 1, got {self.classes_per_client}")
-        if not 0.0 <= self.trim_fraction < 0.5:
-            raise ValueError(f"trim_fraction must be in [0, 0.5), got {self.trim_fraction}")
-        if not 0.0 <= self.byzantine_fraction < 1.0:
-            raise ValueError(f"byzantine_fraction must be in [0, 1), got {self.byzantine_fraction}")
-        if self.attack_scale < 0:
-            raise ValueError(f"attack_scale must be >= 0, got {self.attack_scale}")
+        check_range("clients_per_round", self.clients_per_round, 1, self.clients)
+        check_range("alpha", self.alpha, 0.0, low_open=True)
+        check_range("classes_per_client", self.classes_per_client, 1)
+        check_range("trim_fraction", self.trim_fraction, 0.0, 0.5, high_open=True)
+        check_range("byzantine_fraction", self.byzantine_fraction, 0.0, 1.0, high_open=True)
+        check_range("attack_scale", self.attack_scale, 0.0)
 
 
 class Strategy:
@@ -136,8 +128,7 @@ class GossipParams(FederatedParams):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if self.gossip_steps < 1:
-            raise ValueError(f"gossip_steps must be >= 1, got {self.gossip_steps}")
+        check_range("gossip_steps", self.gossip_steps, 1)
         if not 1 <= self.degree < self.clients or (self.clients * self.degree) % 2:
             raise ValueError(
                 f"degree must be in [1, clients) with clients * degree even, got {self.degree}"
@@ -209,8 +200,7 @@ class ScaffoldParams(FederatedParams):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if self.server_lr <= 0:
-            raise ValueError(f"server_lr must be > 0, got {self.server_lr}")
+        check_range("server_lr", self.server_lr, 0.0, low_open=True)
 
 
 @dataclass(frozen=True)
@@ -225,14 +215,10 @@ class CompressedControlParams(FederatedParams):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if self.server_lr <= 0:
-            raise ValueError(f"server_lr must be > 0, got {self.server_lr}")
-        if not 0.0 < self.density <= 1.0:
-            raise ValueError(f"density must be in (0, 1], got {self.density}")
-        if self.qsgd_levels < 1:
-            raise ValueError(f"qsgd_levels must be >= 1, got {self.qsgd_levels}")
-        if self.qsgd_bucket < 1:
-            raise ValueError(f"qsgd_bucket must be >= 1, got {self.qsgd_bucket}")
+        check_range("server_lr", self.server_lr, 0.0, low_open=True)
+        check_density(self.density)
+        check_range("qsgd_levels", self.qsgd_levels, 1)
+        check_range("qsgd_bucket", self.qsgd_bucket, 1)
         if self.aggregator != "mean":
             raise ValueError(
                 f"aggregator must be 'mean' (compressed controls), got {self.aggregator}"

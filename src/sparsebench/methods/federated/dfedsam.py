@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from sparsebench.checks import check_range
 from sparsebench.methods.federated.base import GossipParams, GossipStrategy
 from sparsebench.registry import register
 
@@ -24,8 +25,7 @@ class DfedsamParams(GossipParams):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if self.rho <= 0:
-            raise ValueError(f"rho must be > 0, got {self.rho}")
+        check_range("rho", self.rho, 0.0, low_open=True)
 
 
 @register("federated", "dfedsam", params=DfedsamParams)

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import torch
 
+from sparsebench.checks import check_range
 from sparsebench.methods.federated.base import FederatedParams, Message, Strategy
 from sparsebench.registry import register
 
@@ -27,13 +28,10 @@ class FedAdamParams(FederatedParams):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if self.server_lr <= 0:
-            raise ValueError(f"server_lr must be > 0, got {self.server_lr}")
+        check_range("server_lr", self.server_lr, 0.0, low_open=True)
         for name in ("beta1", "beta2"):
-            if not 0.0 <= getattr(self, name) < 1.0:
-                raise ValueError(f"{name} must be in [0, 1), got {getattr(self, name)}")
-        if self.tau <= 0:
-            raise ValueError(f"tau must be > 0, got {self.tau}")
+            check_range(name, getattr(self, name), 0.0, 1.0, high_open=True)
+        check_range("tau", self.tau, 0.0, low_open=True)
 
 
 @register("federated", "fedadam", params=FedAdamParams)

@@ -19,6 +19,7 @@ from typing import Literal
 
 import torch
 
+from sparsebench.checks import check_range
 from sparsebench.comm.aggregation import combine
 from sparsebench.methods.federated.base import FederatedParams, Strategy
 from sparsebench.registry import register
@@ -33,12 +34,9 @@ class FedBuffParams(FederatedParams):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if self.buffer_size < 1:
-            raise ValueError(f"buffer_size must be >= 1, got {self.buffer_size}")
-        if self.server_lr <= 0:
-            raise ValueError(f"server_lr must be > 0, got {self.server_lr}")
-        if self.speed_sigma < 0:
-            raise ValueError(f"speed_sigma must be >= 0, got {self.speed_sigma}")
+        check_range("buffer_size", self.buffer_size, 1)
+        check_range("server_lr", self.server_lr, 0.0, low_open=True)
+        check_range("speed_sigma", self.speed_sigma, 0.0)
 
 
 def staleness_weight(staleness: int) -> float:

@@ -25,6 +25,7 @@ from typing import Literal
 
 import torch
 
+from sparsebench.checks import check_range
 from sparsebench.methods.federated.base import FederatedParams, Strategy
 from sparsebench.registry import register
 
@@ -40,14 +41,10 @@ class FedFixParams(FederatedParams):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if self.interval <= 0:
-            raise ValueError(f"interval must be > 0, got {self.interval}")
-        if self.server_lr <= 0:
-            raise ValueError(f"server_lr must be > 0, got {self.server_lr}")
-        if not 0.0 <= self.speed_spread < 1.0:
-            raise ValueError(f"speed_spread must be in [0, 1), got {self.speed_spread}")
-        if self.speed_sigma < 0:
-            raise ValueError(f"speed_sigma must be >= 0, got {self.speed_sigma}")
+        check_range("interval", self.interval, 0.0, low_open=True)
+        check_range("server_lr", self.server_lr, 0.0, low_open=True)
+        check_range("speed_spread", self.speed_spread, 0.0, 1.0, high_open=True)
+        check_range("speed_sigma", self.speed_sigma, 0.0)
         if self.aggregator != "mean":
             raise ValueError(f"aggregator must be 'mean' (weighted sum), got {self.aggregator}")
 

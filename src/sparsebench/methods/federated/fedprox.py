@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import torch
 
+from sparsebench.checks import check_range
 from sparsebench.methods.federated.base import FederatedParams, Strategy
 from sparsebench.registry import register
 
@@ -23,8 +24,7 @@ class FedProxParams(FederatedParams):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if self.mu < 0:
-            raise ValueError(f"mu must be >= 0, got {self.mu}")
+        check_range("mu", self.mu, 0.0)
 
 
 @register("federated", "fedprox", params=FedProxParams)

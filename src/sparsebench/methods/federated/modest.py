@@ -24,6 +24,7 @@ from dataclasses import dataclass
 
 import torch
 
+from sparsebench.checks import check_range
 from sparsebench.methods.federated.base import FederatedParams, Strategy
 from sparsebench.registry import register
 
@@ -34,11 +35,7 @@ class ModestParams(FederatedParams):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if not 1 <= self.aggregators <= self.clients_per_round:
-            raise ValueError(
-                f"aggregators must be in [1, clients_per_round={self.clients_per_round}], "
-                f"got {self.aggregators}"
-            )
+        check_range("aggregators", self.aggregators, 1, self.clients_per_round)
         if self.aggregator != "mean":
             raise ValueError(f"aggregator must be 'mean' (uniform average), got {self.aggregator}")
         if self.byzantine_fraction != 0.0:

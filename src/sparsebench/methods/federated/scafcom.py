@@ -28,6 +28,7 @@ from typing import Literal
 
 import torch
 
+from sparsebench.checks import check_range
 from sparsebench.methods.federated.base import CompressedControlParams, SingleUplinkScaffold
 from sparsebench.registry import register
 
@@ -39,8 +40,7 @@ class ScafcomParams(CompressedControlParams):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if not 0.0 < self.beta <= 1.0:
-            raise ValueError(f"beta must be in (0, 1], got {self.beta}")
+        check_range("beta", self.beta, 0.0, 1.0, low_open=True)
 
 
 @register("federated", "scafcom", params=ScafcomParams)

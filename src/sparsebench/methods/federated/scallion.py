@@ -38,6 +38,7 @@ from typing import Literal
 
 import torch
 
+from sparsebench.checks import check_range
 from sparsebench.methods.federated.base import CompressedControlParams, SingleUplinkScaffold
 from sparsebench.registry import register
 
@@ -49,8 +50,7 @@ class ScallionParams(CompressedControlParams):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if not 0.0 < self.control_alpha <= 1.0:
-            raise ValueError(f"control_alpha must be in (0, 1], got {self.control_alpha}")
+        check_range("control_alpha", self.control_alpha, 0.0, 1.0, low_open=True)
 
 
 @register("federated", "scallion", params=ScallionParams)

@@ -22,6 +22,7 @@ from typing import Literal
 
 import torch
 
+from sparsebench.checks import check_range
 from sparsebench.methods.federated.base import FederatedParams, Strategy
 from sparsebench.registry import register
 
@@ -33,10 +34,7 @@ class SingleMergeParams(FederatedParams):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if not 0.0 <= self.neighbors <= self.clients - 1:
-            raise ValueError(
-                f"neighbors must be in [0, clients - 1 = {self.clients - 1}], got {self.neighbors}"
-            )
+        check_range("neighbors", self.neighbors, 0, self.clients - 1)
 
 
 @register("federated", "single-merge", params=SingleMergeParams)

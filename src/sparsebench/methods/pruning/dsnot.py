@@ -30,15 +30,11 @@ from typing import Literal
 
 import torch
 
-from sparsebench.methods.pruning.ptq_magnitude import (
-    PostTrainingParams,
-    PostTrainingPruner,
-    row_mask,
-)
-from sparsebench.methods.pruning.wanda import wanda_scores
+from sparsebench.checks import check_range
+from sparsebench.methods.pruning.base import PostTrainingParams, PostTrainingPruner
 from sparsebench.registry import register
-from sparsebench.sparsity.calibration import InputStats, LayerResult
-from sparsebench.sparsity.masks import NM
+from sparsebench.sparsity.calibration import InputStats, LayerResult, wanda_scores
+from sparsebench.sparsity.masks import NM, row_mask
 
 
 @dataclass(frozen=True)
@@ -50,10 +46,8 @@ class DsnotParams(PostTrainingParams):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if self.max_cycles < 0:
-            raise ValueError(f"max_cycles must be >= 0, got {self.max_cycles}")
-        if self.update_threshold < 0:
-            raise ValueError(f"update_threshold must be >= 0, got {self.update_threshold}")
+        check_range("max_cycles", self.max_cycles, 0)
+        check_range("update_threshold", self.update_threshold, 0.0)
 
 
 def residual(weight: torch.Tensor, keep: torch.Tensor, mean: torch.Tensor) -> torch.Tensor:

@@ -22,12 +22,19 @@ from typing import Literal
 import torch
 import torch.nn as nn
 
+from sparsebench.checks import check_range
 from sparsebench.data.base import Dataset
 from sparsebench.hooks import TrainHooks
-from sparsebench.methods.pruning.base import PruningMethod, PruningParams, Retrain
+from sparsebench.methods.pruning.base import (
+    PruningMethod,
+    PruningParams,
+    Retrain,
+    dense_masks,
+    prune_survivors,
+    round_densities,
+    split_steps,
+)
 from sparsebench.registry import register
-from sparsebench.sparsity.masked import prunable_weights
-from sparsebench.sparsity.masks import keep_count, topk_mask
 
 
 @dataclass(frozen=True)
@@ -40,46 +47,13 @@ class ImpParams(PruningParams):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if self.rounds < 1:
-            raise ValueError(f"rounds must be >= 1, got {self.rounds}")
-        if self.rewind_step < 0:
-            raise ValueError(f"rewind_step must be >= 0, got {self.rewind_step}")
+        check_range("rounds", self.rounds, 1)
+        check_range("rewind_step", self.rewind_step, 0)
 
     @property
     def round_fraction(self) -> float:
         """p, the share of the remaining weights removed in every round."""
         return 1.0 - self.density ** (1.0 / self.rounds)
-
-
-def round_densities(density: float, rounds: int) -> list[float]:
-    """Density after each round: (1 - p)^t = density^(t / rounds)."""
-    return [density ** (t / rounds) for t in range(1, rounds + 1)]
-
-
-@torch.no_grad()
-def prune_survivors(
-    model: nn.Module, masks: dict[str, torch.Tensor], density: float, scope: str
-) -> dict[str, torch.Tensor]:
-    """Keep the largest |w| among current survivors, down to `density` of each layer (or all)."""
-    scores = {n: w.detach().abs() * masks[n] for n, w in prunable_weights(model).items()}
-    if scope == "layer":
-        return {n: topk_mask(s, keep_count(s.numel(), density)) for n, s in scores.items()}
-    flat = torch.cat([s.flatten() for s in scores.values()])
-    keep = topk_mask(flat, keep_count(flat.numel(), density))
-    out, offset = {}, 0
-    for name, s in scores.items():
-        out[name] = keep[offset : offset + s.numel()].view_as(s)
-        offset += s.numel()
-    return out
-
-
-def dense_masks(model: nn.Module) -> dict[str, torch.Tensor]:
-    return {n: torch.ones_like(w, dtype=torch.bool) for n, w in prunable_weights(model).items()}
-
-
-def split_steps(total: int, parts: int) -> list[int]:
-    """`total` steps in `parts` near-equal shares (the first ones get the remainder)."""
-    return [total // parts + (1 if i < total % parts else 0) for i in range(parts)]
 
 
 class Checkpoint(TrainHooks):

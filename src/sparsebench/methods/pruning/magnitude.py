@@ -18,7 +18,8 @@ from sparsebench.data.base import Dataset
 from sparsebench.methods.pruning.base import PruningMethod, PruningParams
 from sparsebench.registry import register
 from sparsebench.sparsity.masked import prunable_weights
-from sparsebench.sparsity.masks import keep_count, magnitude_mask, nm_mask, parse_nm, topk_mask
+from sparsebench.sparsity.masks import magnitude_mask, nm_mask, parse_nm
+from sparsebench.sparsity.saliency import global_masks
 
 
 @dataclass(frozen=True)
@@ -43,10 +44,4 @@ class Magnitude(PruningMethod):
             return {n: nm_mask(w.abs(), pattern) for n, w in weights.items()}
         if self.params.scope == "layer":
             return {n: magnitude_mask(w, self.params.density) for n, w in weights.items()}
-        flat = torch.cat([w.abs().flatten() for w in weights.values()])
-        keep = topk_mask(flat, keep_count(flat.numel(), self.params.density))
-        masks, offset = {}, 0
-        for n, w in weights.items():
-            masks[n] = keep[offset : offset + w.numel()].view_as(w)
-            offset += w.numel()
-        return masks
+        return global_masks({n: w.abs() for n, w in weights.items()}, self.params.density)

@@ -28,9 +28,12 @@ from typing import Any, Literal
 import torch
 import torch.nn as nn
 
+from sparsebench.checks import check_range
 from sparsebench.data.base import Dataset
-from sparsebench.methods.pruning.base import PruningMethod, PruningParams, Retrain
-from sparsebench.methods.pruning.imp import (
+from sparsebench.methods.pruning.base import (
+    PruningMethod,
+    PruningParams,
+    Retrain,
     dense_masks,
     prune_survivors,
     round_densities,
@@ -54,10 +57,8 @@ class SmsParams(PruningParams):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if self.rounds < 1:
-            raise ValueError(f"rounds must be >= 1, got {self.rounds}")
-        if self.ingredients < 1:
-            raise ValueError(f"ingredients must be >= 1, got {self.ingredients}")
+        check_range("rounds", self.rounds, 1)
+        check_range("ingredients", self.ingredients, 1)
         if self.ensemble_by == "weight_decay" and (
             self.weight_decays is None or len(self.weight_decays) != self.ingredients
         ):

@@ -19,7 +19,8 @@ from dataclasses import dataclass
 
 import torch
 
-from sparsebench.methods.pruning.ptq_magnitude import PostTrainingParams, PostTrainingPruner
+from sparsebench.checks import check_range
+from sparsebench.methods.pruning.base import PostTrainingParams, PostTrainingPruner
 from sparsebench.registry import register
 from sparsebench.sparsity.calibration import InputStats, LayerResult
 from sparsebench.sparsity.masks import NM, keep_count
@@ -32,10 +33,8 @@ class SparseGptParams(PostTrainingParams):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if self.blocksize < 1:
-            raise ValueError(f"blocksize must be >= 1, got {self.blocksize}")
-        if not 0.0 <= self.percdamp < 1.0:
-            raise ValueError(f"percdamp must be in [0, 1), got {self.percdamp}")
+        check_range("blocksize", self.blocksize, 1)
+        check_range("percdamp", self.percdamp, 0.0, 1.0, high_open=True)
 
 
 def inverse_hessian_factor(

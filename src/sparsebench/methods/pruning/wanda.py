@@ -12,18 +12,10 @@ from __future__ import annotations
 
 import torch
 
-from sparsebench.methods.pruning.ptq_magnitude import (
-    PostTrainingParams,
-    PostTrainingPruner,
-    row_mask,
-)
+from sparsebench.methods.pruning.base import PostTrainingParams, PostTrainingPruner
 from sparsebench.registry import register
-from sparsebench.sparsity.calibration import InputStats, LayerResult
-
-
-def wanda_scores(weight: torch.Tensor, stats: InputStats) -> torch.Tensor:
-    """|W_ij| * ||X_j||_2."""
-    return weight.abs() * stats.sq_norm.sqrt()[None, :]
+from sparsebench.sparsity.calibration import InputStats, LayerResult, wanda_scores
+from sparsebench.sparsity.masks import row_mask
 
 
 @register("pruning", "wanda", params=PostTrainingParams)

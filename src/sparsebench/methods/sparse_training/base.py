@@ -1,15 +1,31 @@
-"""The contract of a sparse-training method: choose masks in `setup`, then act through hooks."""
+"""The contract of a sparse-training method: choose masks in `setup`, then act through hooks.
+
+Also the dynamic sparse training that SET, RigL and Sparse-IFT share: `DynamicSparse` keeps each
+layer's density constant while it drops and regrows weights; a method chooses the grow score.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Literal
 
+import torch
 import torch.nn as nn
 
 from sparsebench.checkpoint import from_state, to_state
+from sparsebench.checks import check_density, check_range
 from sparsebench.data.base import Dataset
 from sparsebench.hooks import TrainHooks
-from sparsebench.sparsity.masked import MaskedWeights
+from sparsebench.sparsity.allocation import Allocation, allocate
+from sparsebench.sparsity.dst import (
+    drop_and_grow,
+    random_scores,
+    sparse_architecture_divergence,
+    zero_optimizer_state,
+)
+from sparsebench.sparsity.masked import MaskedWeights, prunable_weights
+from sparsebench.sparsity.masks import random_mask
+from sparsebench.sparsity.schedules import cosine_drop_fraction, resolve_step
 
 
 class SparseTrainingMethod(TrainHooks):
@@ -61,3 +77,101 @@ class SparseTrainingMethod(TrainHooks):
             for name, mask in state["masks"].items():
                 self.masked.replace(name, mask)
             self.masked.apply()
+
+
+@dataclass(frozen=True)
+class DstParams:
+    """Shared by dynamic sparse training methods: target density, its layer allocation, and
+    when and how much to drop and regrow."""
+
+    density: float = 0.1
+    allocation: Allocation = "erk"
+    update_interval: int = 100
+    drop_fraction: float = 0.3
+    drop_schedule: Literal["constant", "cosine"] = "constant"
+    end_step: int | None = None
+    end_fraction: float = 0.75
+
+    def __post_init__(self) -> None:
+        check_density(self.density)
+        check_range("update_interval", self.update_interval, 1)
+        check_range("drop_fraction", self.drop_fraction, 0.0, 1.0)
+        if self.end_step is not None:
+            check_range("end_step", self.end_step, 1)
+        check_range("end_fraction", self.end_fraction, 0.0, 1.0, low_open=True)
+
+
+class DynamicSparse(SparseTrainingMethod):
+    """Constant-density drop/grow training from a random mask at the allocated densities.
+
+    Every `update_interval` steps before T_end, each layer drops its k = floor(f * active)
+    smallest-|w| active weights and grows k inactive ones of highest `grow_scores` (random by
+    default, as in SET); grown weights and their optimizer state start at zero. f is
+    `drop_fraction`, constant or cosine-decayed (RigL's schedule).
+    """
+
+    checkpoint_attrs = ("generator", "updates")
+    grows_by_gradient = False
+    """True where `grow_scores` reads the dense gradient (RigL), charged at every update."""
+
+    optimizer: torch.optim.Optimizer | None = None
+
+    def setup(self, model: nn.Module, data: Dataset) -> None:
+        weights = prunable_weights(model)
+        densities = allocate(
+            {n: w.shape for n, w in weights.items()}, self.params.density, self.params.allocation
+        )
+        self.generator = torch.Generator().manual_seed(self.seed)
+        masks = {n: random_mask(weights[n].shape, densities[n], self.generator) for n in weights}
+        self.masked = MaskedWeights(model, masks)
+        self.initial_masks = {n: m.clone() for n, m in self.masked.masks.items()}
+        self.end_step = self.last_update_step()
+        self.updates = 0
+
+    def last_update_step(self) -> int:
+        """T_end: mask updates happen at multiples of update_interval strictly before it."""
+        return resolve_step(
+            self.params.end_step, self.params.end_fraction, self.total_steps, "end_step"
+        )
+
+    def bind_optimizer(self, optimizer: torch.optim.Optimizer) -> None:
+        """Proposed trainer hook: with the optimizer known, grown weights also get their
+        momentum/Adam state zeroed, as google-research/rigl does for new connections."""
+        self.optimizer = optimizer
+
+    def drop_fraction(self, step: int) -> float:
+        if self.params.drop_schedule == "cosine":
+            return cosine_drop_fraction(step, self.params.drop_fraction, self.end_step)
+        return self.params.drop_fraction if step < self.end_step else 0.0
+
+    def grow_scores(self, name: str, weight: nn.Parameter) -> torch.Tensor:
+        """SET grows at uniformly random inactive positions."""
+        return random_scores(weight.shape, self.generator)
+
+    def is_update_step(self, step: int) -> bool:
+        return step % self.params.update_interval == 0 and step < self.end_step
+
+    def after_backward(self, step: int) -> None:
+        if self.is_update_step(step):
+            self.update_masks(self.drop_fraction(step))
+        super().after_backward(step)
+
+    def dense_weight_grad(self, step: int) -> bool:
+        """A gradient-grown method needs the dense gradient at each mask update."""
+        return self.grows_by_gradient and self.is_update_step(step)
+
+    @torch.no_grad()
+    def update_masks(self, fraction: float) -> None:
+        """One drop/grow step in every layer; grown weights and their optimizer state start at 0."""
+        for name, weight in self.masked.params.items():
+            mask = self.masked.masks[name]
+            k = int(int(mask.sum()) * fraction)
+            new_mask, grown = drop_and_grow(weight, mask, k, self.grow_scores(name, weight))
+            self.masked.replace(name, new_mask)
+            weight.masked_fill_(grown | ~new_mask, 0.0)
+            zero_optimizer_state(self.optimizer, weight, grown)
+        self.updates += 1
+
+    def extra_metrics(self) -> dict[str, float]:
+        changed, fraction = sparse_architecture_divergence(self.initial_masks, self.masked.masks)
+        return {"sad": float(changed), "sad_fraction": fraction, "mask_updates": self.updates}

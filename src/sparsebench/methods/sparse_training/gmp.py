@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn as nn
 
+from sparsebench.checks import check_density, check_range
 from sparsebench.data.base import Dataset
 from sparsebench.methods.sparse_training.base import SparseTrainingMethod
 from sparsebench.registry import register
@@ -40,17 +41,11 @@ class GmpParams:
     end_fraction: float = 0.75
 
     def __post_init__(self) -> None:
-        if not 0.0 < self.density <= 1.0:
-            raise ValueError(f"density must be in (0, 1], got {self.density}")
-        if not self.density <= self.initial_density <= 1.0:
-            raise ValueError(f"initial_density must be in [density, 1], got {self.initial_density}")
-        if self.interval < 1:
-            raise ValueError(f"interval must be >= 1, got {self.interval}")
-        if not 0.0 <= self.start_fraction < self.end_fraction <= 1.0:
-            raise ValueError(
-                "start_fraction and end_fraction need 0 <= start_fraction < end_fraction <= 1, "
-                f"got {self.start_fraction}, {self.end_fraction}"
-            )
+        check_density(self.density)
+        check_range("initial_density", self.initial_density, self.density, 1.0)
+        check_range("interval", self.interval, 1)
+        check_range("start_fraction", self.start_fraction, 0.0, 1.0, high_open=True)
+        check_range("end_fraction", self.end_fraction, self.start_fraction, 1.0, low_open=True)
 
 
 @register("sparse_training", "gmp", params=GmpParams)

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import torch.nn as nn
 
+from sparsebench.checks import check_density, check_range
 from sparsebench.data.base import Dataset
 from sparsebench.methods.sparse_training.base import SparseTrainingMethod
 from sparsebench.registry import register
@@ -29,12 +30,9 @@ class GraspParams:
     temperature: float = 200.0
 
     def __post_init__(self) -> None:
-        if not 0.0 < self.density <= 1.0:
-            raise ValueError(f"density must be in (0, 1], got {self.density}")
-        if self.samples_per_class < 1:
-            raise ValueError(f"samples_per_class must be >= 1, got {self.samples_per_class}")
-        if self.temperature <= 0:
-            raise ValueError(f"temperature must be > 0, got {self.temperature}")
+        check_density(self.density)
+        check_range("samples_per_class", self.samples_per_class, 1)
+        check_range("temperature", self.temperature, 0.0, low_open=True)
 
 
 @register("sparse_training", "grasp", params=GraspParams)

@@ -29,12 +29,12 @@ import torch
 import torch.nn as nn
 from torch.nn.utils import parametrize
 
+from sparsebench.checks import check_range
 from sparsebench.data.base import Dataset
 from sparsebench.methods.sparse_training.base import SparseTrainingMethod
-from sparsebench.methods.sparse_training.srste import fits_nm
 from sparsebench.registry import register
 from sparsebench.sparsity.masked import PRUNABLE
-from sparsebench.sparsity.masks import NM, nm_mask, parse_nm
+from sparsebench.sparsity.masks import NM, fits_nm, nm_mask, parse_nm
 from sparsebench.sparsity.schedules import mask_decay, resolve_step, structure_decay
 
 
@@ -52,13 +52,11 @@ class PgfParams:
 
     def __post_init__(self) -> None:
         parse_nm(self.nm)
-        if self.decay_coef < 0:
-            raise ValueError(f"decay_coef must be >= 0, got {self.decay_coef}")
-        if not 0.0 <= self.sparse_start_fraction <= self.finetune_start_fraction <= 1.0:
-            raise ValueError(
-                "fractions need 0 <= sparse_start_fraction <= finetune_start_fraction <= 1, "
-                f"got {self.sparse_start_fraction}, {self.finetune_start_fraction}"
-            )
+        check_range("decay_coef", self.decay_coef, 0.0)
+        check_range("sparse_start_fraction", self.sparse_start_fraction, 0.0, 1.0)
+        check_range(
+            "finetune_start_fraction", self.finetune_start_fraction, self.sparse_start_fraction, 1.0
+        )
 
 
 @dataclass
@@ -148,6 +146,11 @@ class Pgf(SparseTrainingMethod):
     def enter(self, step: int) -> None:
         new = self.phase_at(step)
         self.phase.nm, self.phase.factor = new.nm, new.factor
+
+    def dense_weight_grad(self, step: int) -> bool:
+        """Pruned weights get a gradient (and so the weight gradient is dense) under the
+        straight-through backward, or while the mask still lets a decayed value through."""
+        return self.params.backward == "ste" or self.phase.factor != 0.0
 
     def after_step(self, step: int) -> None:
         self.next_step = step + 1

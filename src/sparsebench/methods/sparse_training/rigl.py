@@ -7,7 +7,7 @@ weights of smallest magnitude and grow the k inactive positions (after the drop)
 |dense gradient| of the current minibatch; grown weights and their optimizer state start at zero.
 f(t) = alpha/2 (1 + cos(pi t / T_end)) with alpha = `drop_fraction` (defaults of the reference
 code: alpha 0.3, every 100 steps, T_end at 75% of training, ERK). Density per layer is constant.
-Mechanics are shared with SET (set_dst.py); only the grow score differs.
+Mechanics are shared with SET (DynamicSparse in the family base); only the grow score differs.
 """
 
 from __future__ import annotations
@@ -18,8 +18,9 @@ from typing import Literal
 import torch
 import torch.nn as nn
 
-from sparsebench.methods.sparse_training.set_dst import DstParams, DynamicSparse
+from sparsebench.methods.sparse_training.base import DstParams, DynamicSparse
 from sparsebench.registry import register
+from sparsebench.sparsity.dst import gradient_scores
 
 
 @dataclass(frozen=True)
@@ -31,7 +32,7 @@ class RiglParams(DstParams):
 class Rigl(DynamicSparse):
     """RigL: magnitude drop, regrow where the dense gradient is largest."""
 
+    grows_by_gradient = True
+
     def grow_scores(self, name: str, weight: nn.Parameter) -> torch.Tensor:
-        if weight.grad is None:
-            raise RuntimeError(f"RigL needs the dense gradient of {name}; none was computed")
-        return weight.grad.abs()
+        return gradient_scores(name, weight)

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import torch.nn as nn
 
+from sparsebench.checks import check_density, check_range
 from sparsebench.data.base import Dataset
 from sparsebench.methods.sparse_training.base import SparseTrainingMethod
 from sparsebench.registry import register
@@ -26,10 +27,8 @@ class SnipParams:
     batch_size: int = 100
 
     def __post_init__(self) -> None:
-        if not 0.0 < self.density <= 1.0:
-            raise ValueError(f"density must be in (0, 1], got {self.density}")
-        if self.batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
+        check_density(self.density)
+        check_range("batch_size", self.batch_size, 1)
 
 
 @register("sparse_training", "snip", params=SnipParams)

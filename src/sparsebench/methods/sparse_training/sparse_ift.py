@@ -22,18 +22,22 @@ import torch
 import torch.nn as nn
 
 from sparsebench.data.base import Dataset
-from sparsebench.methods.sparse_training.rigl import Rigl, RiglParams
+from sparsebench.methods.sparse_training.base import DstParams, DynamicSparse
 from sparsebench.metrics import flop_costs
 from sparsebench.registry import register
 from sparsebench.sparsity.allocation import Allocation, allocate
+from sparsebench.sparsity.dst import gradient_scores
 from sparsebench.sparsity.masked import prunable_weights
 from sparsebench.sparsity.masks import keep_count
 
 
 @dataclass(frozen=True)
-class SparseIftParams(RiglParams):
+class SparseIftParams(DstParams):
+    """RigL's defaults (cosine drop fraction) at the paper's density and uniform allocation."""
+
     density: float = 0.25
     allocation: Allocation = "uniform"
+    drop_schedule: Literal["constant", "cosine"] = "cosine"
     sparse_training: Literal["rigl", "static"] = "rigl"
 
 
@@ -90,7 +94,7 @@ def iso_flop_width(
 
 
 @register("sparse_training", "sparse-ift", params=SparseIftParams)
-class SparseIft(Rigl):
+class SparseIft(DynamicSparse):
     """Sparse Wide: iso-FLOP widening of the hidden layers, then sparse training."""
 
     def setup(self, model: nn.Module, data: Dataset) -> None:
@@ -107,6 +111,11 @@ class SparseIft(Rigl):
     def last_update_step(self) -> int:
         """A static mask never updates; RigL keeps its own T_end."""
         return 0 if self.params.sparse_training == "static" else super().last_update_step()
+
+    grows_by_gradient = True
+
+    def grow_scores(self, name: str, weight: nn.Parameter) -> torch.Tensor:
+        return gradient_scores(name, weight)
 
     def extra_metrics(self) -> dict[str, float]:
         return {

@@ -23,11 +23,12 @@ import torch
 import torch.nn as nn
 from torch.nn.utils import parametrize
 
+from sparsebench.checks import check_range
 from sparsebench.data.base import Dataset
 from sparsebench.methods.sparse_training.base import SparseTrainingMethod
 from sparsebench.registry import register
 from sparsebench.sparsity.masked import PRUNABLE
-from sparsebench.sparsity.masks import NM, nm_mask, parse_nm
+from sparsebench.sparsity.masks import NM, fits_nm, nm_mask, parse_nm
 
 
 @dataclass(frozen=True)
@@ -37,8 +38,7 @@ class SrsteParams:
 
     def __post_init__(self) -> None:
         parse_nm(self.nm)
-        if self.decay < 0:
-            raise ValueError(f"decay must be >= 0, got {self.decay}")
+        check_range("decay", self.decay, 0.0)
 
 
 class _SparseRefinedSte(torch.autograd.Function):
@@ -68,11 +68,6 @@ class NMSparse(nn.Module):
         return _SparseRefinedSte.apply(weight, self.nm, self.decay)
 
 
-def fits_nm(weight: torch.Tensor, nm: NM) -> bool:
-    """True when every output row splits into whole groups of M inputs."""
-    return (weight.numel() // weight.shape[0]) % nm.m == 0
-
-
 def sparsify_nm(model: nn.Module, nm: NM, decay: float) -> list[str]:
     """Parametrize every prunable layer that fits the pattern; return the names kept dense."""
     dense = []
@@ -89,6 +84,10 @@ def sparsify_nm(model: nn.Module, nm: NM, decay: float) -> list[str]:
 @register("sparse_training", "srste", params=SrsteParams)
 class Srste(SparseTrainingMethod):
     """N:M from scratch: masked forward, straight-through backward with sparse-refined decay."""
+
+    def dense_weight_grad(self, step: int) -> bool:
+        """The straight-through estimator updates every weight: its gradient is dense."""
+        return True
 
     def setup(self, model: nn.Module, data: Dataset) -> None:
         self.dense_layers = sparsify_nm(model, parse_nm(self.params.nm), self.params.decay)

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn as nn
 
+from sparsebench.checks import check_density
 from sparsebench.data.base import Dataset
 from sparsebench.methods.sparse_training.base import SparseTrainingMethod
 from sparsebench.registry import register
@@ -28,8 +29,7 @@ class StaticRandomParams:
     allocation: Allocation = "erk"
 
     def __post_init__(self) -> None:
-        if not 0.0 < self.density <= 1.0:
-            raise ValueError(f"density must be in (0, 1], got {self.density}")
+        check_density(self.density)
 
 
 @register("sparse_training", "static-random", params=StaticRandomParams)

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn as nn
 
+from sparsebench.checks import check_density, check_range
 from sparsebench.data.base import Dataset
 from sparsebench.methods.sparse_training.base import SparseTrainingMethod
 from sparsebench.registry import register
@@ -30,10 +31,8 @@ class SynflowParams:
     iterations: int = 100
 
     def __post_init__(self) -> None:
-        if not 0.0 < self.density <= 1.0:
-            raise ValueError(f"density must be in (0, 1], got {self.density}")
-        if self.iterations < 1:
-            raise ValueError(f"iterations must be >= 1, got {self.iterations}")
+        check_density(self.density)
+        check_range("iterations", self.iterations, 1)
 
 
 def synflow_masks(model: nn.Module, input_shape: torch.Size, density: float, iterations: int):
