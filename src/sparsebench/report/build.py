@@ -61,10 +61,8 @@ def family_section(
     for column, title in TABLE_COLUMNS.items():
         if column not in table or table[column].isna().all():
             continue
-        s = (
-            seed_summary(table, column)
-            .rename(columns={"mean": f"{title}", "ci95": f"{title} ±95%", "count": "seeds"})
-            .drop(columns=["std"])
+        s = seed_summary(table, column).rename(
+            columns={"mean": f"{title}", "ci95": f"{title} ±95%", "count": "seeds"}
         )
         merged = s if merged is None else merged.merge(s.drop(columns=["seeds"]), on="config")
     diverged = int((table["status"] != "ok").sum())
