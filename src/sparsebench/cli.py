@@ -4,14 +4,20 @@ library."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
+import os
+import shlex
+import signal
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 from sparsebench import atomic, registry
 from sparsebench.config import ConfigError, hardware_names, load_hardware, load_suite
+from sparsebench.paths import ProjectNotFoundError, project_file, project_root
 from sparsebench.registry import RegistryError
 from sparsebench.regression import BaselineError
 from sparsebench.spec import Component, RunSpec
@@ -33,7 +39,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from sparsebench import runner, tracking
 
     spec = _read_spec(args.spec)
-    hardware = load_hardware(spec.hardware, Path(args.root))
+    hardware = load_hardware(spec.hardware, args.root)
     registry.make_params(spec.family, spec.method.name, spec.method.params)
     out = Path(args.out) / "result.json"
     document = runner.execute(
@@ -88,7 +94,7 @@ def cmd_list(args: argparse.Namespace) -> int:
         for entry in entries:
             print(f"  {entry.name:<18} {entry.doc()}")
     print("hardware:")
-    for name in hardware_names(Path(args.root)):
+    for name in hardware_names(args.root):
         print(f"  {name}")
     return 0
 
@@ -110,7 +116,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
 def cmd_report(args: argparse.Namespace) -> int:
     from sparsebench.report.build import build_report
 
-    build_report(Path(args.results), Path(args.out), args.suite, Path(args.root))
+    build_report(Path(args.results), Path(args.out), args.suite, args.root)
     print(args.out)
     return 0
 
@@ -149,7 +155,7 @@ def cmd_regress(args: argparse.Namespace) -> int:
     from sparsebench import regression
 
     docs, hardware = suite_docs(args.suite, args.root, args.results)
-    baseline_path = Path(args.baseline or f"configs/baselines/{hardware}.json")
+    baseline_path = Path(args.baseline or args.root / "configs/baselines" / f"{hardware}.json")
     if not baseline_path.exists():
         raise regression.BaselineError(
             f"no baseline at {baseline_path}; create one with `sparsebench baseline update`"
@@ -179,7 +185,7 @@ def cmd_baseline_update(args: argparse.Namespace) -> int:
     docs, hardware = suite_docs(args.suite, args.root, args.results)
     if not docs:
         raise regression.BaselineError(f"no results for {args.suite}; run the suite first")
-    out = Path(args.out or f"configs/baselines/{hardware}.json")
+    out = Path(args.out or args.root / "configs/baselines" / f"{hardware}.json")
     regression.write_baseline(regression.make_baseline(docs, hardware), out, args.force)
     print(f"wrote {out} from {len(docs)} runs")
     return 0
@@ -213,26 +219,72 @@ def cmd_sync(args: argparse.Namespace) -> int:
 
 
 def cmd_ui(args: argparse.Namespace) -> int:
+    """MLflow's UI from this interpreter (no `mlflow` on PATH needed), stopped with the CLI."""
     from sparsebench import tracking
 
     uri = tracking.resolve_uri(args.tracking_uri)
-    cmd = [
-        "mlflow",
-        "ui",
-        "--backend-store-uri",
-        uri,
-        "--host",
-        args.host,
-        "--port",
-        str(args.port),
-    ]
-    print(" ".join(cmd), file=sys.stderr)
-    return subprocess.call(cmd)
+    cmd = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri]
+    cmd += ["--host", args.host, "--port", str(args.port)]
+    print(shlex.join(cmd), file=sys.stderr)
+    return run_in_own_group(cmd)
+
+
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
+
+
+def run_in_own_group(cmd: list[str], grace_s: float = 10.0) -> int:
+    """Run cmd in a process group of its own and wait for it. However the wait ends (the child
+    exits, Ctrl-C, SIGTERM, SIGHUP), the whole group is stopped: a server's workers never
+    outlive the CLI. Returns the child's status, or 128 + the signal that stopped the CLI."""
+    with _stop_signals_exit():
+        child = subprocess.Popen(cmd, start_new_session=True)
+        try:
+            return child.wait()
+        except KeyboardInterrupt:
+            return 128 + signal.SIGINT
+        finally:
+            for sig in (signal.SIGINT, *STOP_SIGNALS):  # a second Ctrl-C must not skip cleanup
+                signal.signal(sig, signal.SIG_IGN)
+            stop_group(child, grace_s)
+
+
+@contextlib.contextmanager
+def _stop_signals_exit() -> Iterator[None]:
+    """While inside, SIGTERM and SIGHUP exit through Python (running `finally` blocks) instead of
+    killing the process outright; the previous handlers come back afterwards."""
+
+    def exit_on(signum: int, _frame: object) -> None:
+        sys.exit(128 + signum)
+
+    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, *STOP_SIGNALS)}
+    for sig in STOP_SIGNALS:
+        signal.signal(sig, exit_on)
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def stop_group(child: subprocess.Popen, grace_s: float) -> None:
+    """SIGTERM the child's process group, give its leader grace_s to exit, then SIGKILL whatever
+    is left of the group (workers that outlived their parent included)."""
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(child.pid, sig)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            child.wait(timeout=grace_s)
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="sparsebench", description=__doc__)
-    parser.add_argument("--root", default=".", help="repository root (configs/, workflow/)")
+    parser.add_argument(
+        "--root",
+        default=None,
+        help="project root (configs/, workflow/); default: $SPARSEBENCH_ROOT, else the current "
+        "directory or one above it, else the checkout sparsebench is installed from",
+    )
+    parser.set_defaults(needs_project=False)
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("run", help="run one grid cell and write DIR/result.json")
@@ -243,7 +295,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tracking-uri", default=None)
     p.add_argument("--no-track", action="store_true", help="skip MLflow logging")
     p.add_argument("--partition", default=None, help="federated: manifest the run must match")
-    p.set_defaults(func=cmd_run)
+    p.set_defaults(func=cmd_run, needs_project=True)
 
     p = sub.add_parser("partition", help="write a federated run's client partition manifest")
     p.add_argument("spec", help="RunSpec as a JSON/YAML file or inline JSON")
@@ -252,7 +304,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_partition)
 
     p = sub.add_parser("list", help="registered methods, datasets, models, hardware profiles")
-    p.set_defaults(func=cmd_list)
+    p.set_defaults(func=cmd_list, needs_project=True)
 
     p = sub.add_parser("data", help="build a dataset into the checksummed cache")
     p.add_argument("component", help='JSON like {"name": "mnist1d", "params": {}}')
@@ -261,7 +313,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("validate", help="check a suite and its grids without running anything")
     p.add_argument("suite", nargs="?", default="configs/suite.yaml")
-    p.set_defaults(func=cmd_validate)
+    p.set_defaults(func=cmd_validate, needs_project=True)
 
     p = sub.add_parser("tables", help="collect result.json files into results/tables/*.parquet")
     p.add_argument("--results", default="results")
@@ -281,14 +333,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--results", default="results")
     p.add_argument("--out", default="reports/index.html")
     p.add_argument("--suite", default="configs/suite.yaml")
-    p.set_defaults(func=cmd_report)
+    p.set_defaults(func=cmd_report, needs_project=True)
 
     p = sub.add_parser("regress", help="compare a suite's results with the committed baseline")
     p.add_argument("--suite", default="configs/suite-regress.yaml")
     p.add_argument("--results", default="results")
     p.add_argument("--baseline", default=None, help="default: configs/baselines/<hardware>.json")
     p.add_argument("--out", default=None, help="default: results/regression/<hardware>.json")
-    p.set_defaults(func=cmd_regress)
+    p.set_defaults(func=cmd_regress, needs_project=True)
 
     p = sub.add_parser("baseline", help="manage regression baselines")
     baseline_sub = p.add_subparsers(dest="baseline_command", required=True)
@@ -297,7 +349,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--results", default="results")
     p.add_argument("--out", default=None, help="default: configs/baselines/<hardware>.json")
     p.add_argument("--force", action="store_true", help="overwrite another profile's baseline")
-    p.set_defaults(func=cmd_baseline_update)
+    p.set_defaults(func=cmd_baseline_update, needs_project=True)
 
     p = sub.add_parser("kernels", help="list or run Triton kernel benchmarks")
     kernel_sub = p.add_subparsers(dest="kernels_command", required=True)
@@ -309,7 +361,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--hardware", default="configs/hardware/cpu.yaml")
     p.add_argument("--out", required=True)
     p.add_argument("--shapes", default=None, help="shape set (default: small on CPU, full on GPU)")
-    p.set_defaults(func=cmd_kernels)
+    p.set_defaults(func=cmd_kernels, needs_project=True)
 
     p = sub.add_parser("sync", help="log result.json files missing from MLflow (idempotent)")
     p.add_argument("--results", default="results")
@@ -329,11 +381,22 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def locate_project(args: argparse.Namespace) -> None:
+    """Point args.root at the project, and the config files named on the command line (a suite,
+    a kernel's hardware profile) into it when they are not where the command runs."""
+    args.root = project_root(args.root)
+    for name in ("suite", "hardware"):
+        if getattr(args, name, None):
+            setattr(args, name, str(project_file(getattr(args, name), args.root)))
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        if args.needs_project:
+            locate_project(args)
         return args.func(args)
-    except (ConfigError, RegistryError, BaselineError) as err:
+    except (ConfigError, RegistryError, BaselineError, ProjectNotFoundError) as err:
         print(f"sparsebench: error: {err}", file=sys.stderr)
         return 2
 

@@ -17,7 +17,7 @@ class DigitsParams:
     test_fraction: float = 0.2
 
 
-@register("dataset", "digits", params=DigitsParams)
+@register("dataset", "digits", params=DigitsParams, produces="image")
 def build(params: DigitsParams) -> Dataset:
     """8x8 digits scaled to [0, 1], images shaped (1, 8, 8)."""
     from sklearn.datasets import load_digits

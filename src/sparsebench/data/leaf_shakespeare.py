@@ -127,7 +127,7 @@ def from_roles(roles: dict[str, str], params: LeafShakespeareParams) -> Dataset:
     )
 
 
-@register("dataset", "shakespeare-leaf", params=LeafShakespeareParams)
+@register("dataset", "shakespeare-leaf", params=LeafShakespeareParams, produces="next-token")
 def build(params: LeafShakespeareParams) -> Dataset:
     """Next-character prediction, one federated client per (play, speaking role)."""
     from sparsebench.data.shakespeare import play_texts, select

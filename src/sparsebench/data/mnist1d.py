@@ -20,7 +20,7 @@ class Mnist1dParams:
     shuffle_seq: bool = False
 
 
-@register("dataset", "mnist1d", params=Mnist1dParams)
+@register("dataset", "mnist1d", params=Mnist1dParams, produces="signal")
 def build(params: Mnist1dParams) -> Dataset:
     """MNIST-1D, the standard 4000/1000 train/test split of 5000 generated signals."""
     from mnist1d.data import get_dataset_args, make_dataset

@@ -224,7 +224,7 @@ def from_texts(texts: dict[str, str], params: ShakespeareParams) -> Dataset:
     )
 
 
-@register("dataset", "shakespeare", params=ShakespeareParams)
+@register("dataset", "shakespeare", params=ShakespeareParams, produces="lm")
 def build(params: ShakespeareParams) -> Dataset:
     """Char-level next-character windows over Shakespeare's plays, per-play train/val split."""
     return from_texts(play_texts(), params)

@@ -18,7 +18,7 @@ class SyntheticParams:
     seed: int = 0
 
 
-@register("dataset", "synthetic", params=SyntheticParams)
+@register("dataset", "synthetic", params=SyntheticParams, produces="features")
 def build(params: SyntheticParams) -> Dataset:
     """Gaussian clusters with informative and redundant features, 80/20 split."""
     from sklearn.datasets import make_classification

@@ -57,7 +57,7 @@ class Conv2dNet(nn.Module):
         return self.classifier(self.features(x).flatten(1))
 
 
-@register("model", "cnn", params=CnnParams)
+@register("model", "cnn", params=CnnParams, accepts=("signal", "image"))
 def build(params: CnnParams, input_shape: tuple[int, ...], num_classes: int) -> nn.Module:
     """Conv1dNet for (length,) inputs, Conv2dNet for (channels, height, width) images."""
     if len(input_shape) == 1:

@@ -128,7 +128,13 @@ class GPT(nn.Module):
         return logits.transpose(1, 2)
 
 
-@register("model", "gpt", params=GptParams)
+def accepted_inputs(params: GptParams) -> tuple[str, ...]:
+    """`sequence` logits need a target at every position (language modelling), `last` logits
+    one target per window (LEAF's next character); either mismatch fails in the loss."""
+    return ("lm",) if params.predict == "sequence" else ("next-token",)
+
+
+@register("model", "gpt", params=GptParams, accepts=accepted_inputs)
 def build(params: GptParams, input_shape: tuple[int, ...], num_classes: int) -> nn.Module:
     """nanoGPT-style decoder: input_shape=(block_size,), num_classes = vocabulary size."""
     if len(input_shape) != 1:

@@ -64,7 +64,7 @@ def wrap(model: nn.Module) -> HfCausalLm:
     return wrapped
 
 
-@register("model", "hf-causal-lm", params=HfParams)
+@register("model", "hf-causal-lm", params=HfParams, accepts=("lm",))
 def build(params: HfParams, input_shape: tuple[int, ...], num_classes: int) -> nn.Module:
     """A pretrained Hugging Face causal LM (needs `transformers`), logits (B, V, T)."""
     try:

@@ -36,7 +36,7 @@ class MLP(nn.Module):
         return self.net(x.flatten(1))
 
 
-@register("model", "mlp", params=MlpParams)
+@register("model", "mlp", params=MlpParams, accepts=("features", "signal", "image"))
 def build(params: MlpParams, input_shape: tuple[int, ...], num_classes: int) -> nn.Module:
     """Flatten, `depth` hidden ReLU layers of width `hidden`, linear classifier."""
     return MLP(math.prod(input_shape), params.hidden, params.depth, num_classes)
