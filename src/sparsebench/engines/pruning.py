@@ -128,9 +128,6 @@ class DenseHooks(TrainHooks):
     def after_step(self, step: int) -> None:
         self.inner.after_step(step)
 
-    def dense_weight_grad(self, step: int) -> bool:
-        return self.inner.dense_weight_grad(step)
-
     def state_dict(self) -> dict[str, Any]:
         return {"hooks": self.inner.state_dict(), "method": self.method.state_dict()}
 
