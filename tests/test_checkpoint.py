@@ -4,6 +4,12 @@ corrupt checkpoint is reported and ignored, never used; loading refuses arbitrar
 from __future__ import annotations
 
 import dataclasses
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -180,3 +186,94 @@ def test_the_sparse_training_engine_resumes_from_the_context_checkpoint(tiny_dat
     resumed, seen = result({"checkpoint": path})
     reference, _ = result({})
     assert seen == list(range(11, 31)) and resumed.curves == reference.curves
+
+
+KILLED_SPECS = {  # a spec, the checkpoint whose appearance means mid-run, and what a run
+    # that starts over (instead of resuming) prints on its progress bar
+    "compression": (
+        {
+            "method": {"name": "topk-ef", "params": {"workers": 2, "density": 0.1}},
+            "budget": {"steps": 600, "batch_size": 16, "lr": 0.01, "eval_every": 100},
+        },
+        "checkpoint.pt",
+        " 0/600 [",
+    ),
+    "pruning": (
+        {
+            "method": {"name": "imp", "params": {"density": 0.3, "rounds": 2}},
+            "budget": {"steps": 1000, "batch_size": 32, "eval_every": 100},
+        },
+        "checkpoint.phase1.pt",  # in the first retraining, the dense phase done
+        "dense:",
+    ),
+}
+
+
+def killed_spec(family: str) -> dict:
+    spec = KILLED_SPECS[family][0]
+    budget = {**spec["budget"], "checkpoint_every": 50}
+    model = {"name": "mlp", "params": {"hidden": 16}}
+    spec = {**spec, "family": family, "dataset": {"name": "digits"}, "model": model}
+    return {**spec, "budget": budget}
+
+
+def sparsebench_run(spec: dict, out: Path, root: Path, stderr=subprocess.DEVNULL):
+    exe = str(Path(sys.executable).with_name("sparsebench"))
+    command = [exe, "--root", str(root), "run", json.dumps(spec), "--out", str(out), "--no-track"]
+    return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=stderr, text=True)
+
+
+def kill_when(proc: subprocess.Popen, path: Path, timeout: float = 120) -> None:
+    """SIGKILL `proc` as soon as `path` exists (a checkpoint written, the run not done)."""
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        assert proc.poll() is None, "the run ended before its first checkpoint"
+        assert time.monotonic() < deadline, f"no {path.name} after {timeout} s"
+        time.sleep(0.005)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+
+
+def reproducible(document: dict) -> dict:
+    """result.json without what differs between any two runs (seconds, memory, provenance)."""
+
+    def timed(key: str) -> bool:
+        return key in ("peak_mem_bytes", "compute_s_at_eval") or (
+            key.endswith("_s") and key != "comm_time_s"
+        )
+
+    costs = {k: v for k, v in document["costs"].items() if not timed(k)}
+    kept = ("key", "spec", "status", "metrics", "curves")
+    return {**{k: document[k] for k in kept}, "costs": costs}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("family", sorted(KILLED_SPECS))
+def test_a_sigkilled_sparsebench_run_resumes_to_the_same_result(family, root, tmp_path):
+    from sparsebench import runner
+    from sparsebench.config import load_hardware
+    from sparsebench.spec import RunSpec
+
+    spec, (_, marker, fresh_start) = killed_spec(family), KILLED_SPECS[family]
+    out = tmp_path / "run"
+    kill_when(sparsebench_run(spec, out, root), out / marker)
+    assert (out / marker).exists() and not (out / "result.json").exists()
+    done = sparsebench_run(spec, out, root, stderr=subprocess.PIPE)
+    progress = done.communicate(timeout=300)[1]
+    assert done.returncode == 0 and fresh_start not in progress
+    resumed = json.loads((out / "result.json").read_text())
+    assert sorted(p.name for p in out.iterdir()) == ["result.json"]  # checkpoints removed
+    reference = runner.execute(RunSpec.from_dict(spec), load_hardware("cpu", root))
+    assert reproducible(resumed) == reproducible(json.loads(json.dumps(atomic.finite(reference))))
+
+
+def test_removing_a_checkpoint_also_removes_writes_a_kill_left_half_done(tmp_path):
+    path = tmp_path / "checkpoint.pt"
+    checkpoints.save({"step": 1}, path)
+    stray = [tmp_path / ".checkpoint.pt.k1l3d.tmp", tmp_path / ".checkpoint.pt.sha256.x9.tmp"]
+    for leftover in stray:
+        leftover.write_bytes(b"half")
+    other = tmp_path / ".other.pt.k1l3d.tmp"
+    other.write_bytes(b"not ours")
+    checkpoints.remove(path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [other.name]

@@ -292,3 +292,56 @@ def test_a_pruning_checkpoint_of_another_run_is_refused(digits, tmp_path, monkey
     assert [len(steps) for steps in watch.loops] == [12, 9, 9]  # nothing reused
     reference = prune_run("imp", params, digits, model, PRUNING_BUDGET)
     assert result_outcome(resumed) == result_outcome(reference)
+
+
+def saved_and_loaded(state, tmp_path):
+    """`state` after a trip through a checkpoint file (weights_only loading)."""
+    checkpoints.save({"state": state}, tmp_path / "walk.pt")
+    return checkpoints.load(tmp_path / "walk.pt")["state"]
+
+
+def test_state_made_during_training_is_rebuilt_and_stays_shared(tmp_path):
+    from sparsebench.methods.compression.base import LocalWorkers
+
+    def trained():
+        method = registry.get("compression", "diloco").obj(
+            registry.make_params("compression", "diloco", {"workers": 2}), 0
+        )
+        method.local = LocalWorkers(torch.ones(3), 2, "adamw", 0.1, 0.0)
+        method.shared = [method.local.params[0]]
+        for param, optimizer in zip(method.local.params, method.local.optimizers, strict=True):
+            param.grad = torch.randn(3)
+            optimizer.step()
+        return method
+
+    method = trained()
+    fresh = registry.get("compression", "diloco").obj(method.params, 0)
+    fresh.load_state_dict(saved_and_loaded(method.state_dict(), tmp_path))
+    assert fresh.shared[0] is fresh.local.params[0]
+    assert fresh.local.optimizers[0].param_groups[0]["params"][0] is fresh.local.params[0]
+    for param, optimizer in zip(fresh.local.params, fresh.local.optimizers, strict=True):
+        param.grad = torch.ones(3)
+        optimizer.step()
+    for param, optimizer in zip(method.local.params, method.local.optimizers, strict=True):
+        param.grad = torch.ones(3)
+        optimizer.step()
+    for got, want in zip(fresh.local.params, method.local.params, strict=True):
+        assert torch.equal(got, want)
+
+
+def test_what_the_walker_cannot_save_is_named_not_dropped():
+    method = registry.get("compression", "none").obj(
+        registry.make_params("compression", "none", {}), 0
+    )
+    method.callback = print
+    with pytest.raises(TypeError, match=r"NoCompression\.callback: cannot checkpoint"):
+        method.state_dict()
+
+
+def test_a_checkpoint_cannot_name_a_class_outside_sparsebench():
+    method = registry.get("compression", "none").obj(
+        registry.make_params("compression", "none", {}), 0
+    )
+    evil = {"x": ("object", 0, "subprocess:Popen", {})}
+    with pytest.raises(checkpoints.CheckpointMismatch, match="outside sparsebench"):
+        method.load_state_dict(evil)

@@ -7,6 +7,7 @@ adds a SHA-256 sidecar (`<name>.sha256`) that a reader checks to catch a truncat
 
 from __future__ import annotations
 
+import glob
 import hashlib
 import json
 import os
@@ -29,6 +30,12 @@ def write_bytes(path: Path, data: bytes) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def abandoned(path: Path) -> list[Path]:
+    """Temp files of writes to `path` that a killed process never renamed into place."""
+    path = Path(path)
+    return sorted(path.parent.glob(f".{glob.escape(path.name)}.*.tmp"))
 
 
 def write_json(path: Path, document: Any) -> None:

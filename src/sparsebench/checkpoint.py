@@ -67,9 +67,12 @@ def load(path: Path) -> dict[str, Any] | None:
 
 
 def remove(path: Path) -> None:
-    """Delete a checkpoint and its sidecar once the run it belongs to has finished."""
-    for target in (Path(path), atomic.sidecar(path)):
-        target.unlink(missing_ok=True)
+    """Delete a checkpoint, its sidecar and the temp files of writes a kill interrupted, once
+    the run it belongs to has finished."""
+    path = Path(path)
+    for target in (path, atomic.sidecar(path)):
+        for leftover in (target, *atomic.abandoned(target)):
+            leftover.unlink(missing_ok=True)
 
 
 def to_state(value: Any) -> Any:

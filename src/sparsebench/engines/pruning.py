@@ -81,8 +81,9 @@ class Phases:
             checkpoints.remove(self.path)
 
     def _clear(self) -> None:
-        for stale in self.path.parent.glob(f"{glob.escape(self.path.stem)}.phase*"):
-            stale.unlink()
+        pattern = f"{glob.escape(self.path.stem)}.phase*{self.path.suffix}"
+        for stale in self.path.parent.glob(pattern):
+            checkpoints.remove(stale)
 
 
 def _phase(
@@ -127,6 +128,9 @@ class DenseHooks(TrainHooks):
 
     def after_step(self, step: int) -> None:
         self.inner.after_step(step)
+
+    def dense_weight_grad(self, step: int) -> bool:
+        return self.inner.dense_weight_grad(step)
 
     def state_dict(self) -> dict[str, Any]:
         return {"hooks": self.inner.state_dict(), "method": self.method.state_dict()}
