@@ -16,7 +16,7 @@ def test_set_regrows_k_positions_among_the_inactive_ones(tiny_data):
     model = MLP(8, 32, 1, 4)
     method = build(density=0.25, allocation="uniform", end_step=100)
     method.setup(model, tiny_data)
-    name, weight = "net.0.weight", model.net[0].weight
+    name, weight = "net.2.weight", model.net[2].weight
     old = method.masked.masks[name].clone()
     k = int(int(old.sum()) * 0.3)
     smallest = torch.topk(
@@ -31,7 +31,7 @@ def test_set_regrows_k_positions_among_the_inactive_ones(tiny_data):
     assert (new.flatten() & survivors).sum() == survivors.sum()
     grown = new.flatten() & ~survivors
     assert int(grown.sum()) == k
-    assert (weight.flatten()[grown] == 0).all()
+    assert (weight.flatten()[grown & ~old.flatten()] == 0).all()
 
 
 def test_set_keeps_density_and_reports_divergence(tiny_data):

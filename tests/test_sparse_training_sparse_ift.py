@@ -32,7 +32,7 @@ def test_sparse_wide_training_flops_match_the_dense_model(tiny_data, density):
 
 
 def test_static_variant_never_changes_its_mask(tiny_data):
-    model = MLP(8, 32, 1, 4)
+    model = MLP(8, 32, 2, 4)
     method = build(density=0.25, sparse_training="static")
     method.setup(model, tiny_data)
     before = {n: m.clone() for n, m in method.masked.masks.items()}
@@ -43,3 +43,15 @@ def test_static_variant_never_changes_its_mask(tiny_data):
 def test_models_without_an_mlp_net_are_refused(tiny_data):
     with pytest.raises(ValueError, match="mlp"):
         build(density=0.25, end_step=10).setup(Conv1dNet(8, 4, 4), tiny_data)
+
+
+def test_the_first_and_last_layers_stay_dense_as_the_reference_leaves_stem_and_head(tiny_data):
+    model = MLP(8, 32, 3, 4)
+    method = build(density=0.25, end_step=20)
+    method.setup(model, tiny_data)
+    assert sorted(method.masked.masks) == ["net.2.weight", "net.4.weight"]
+    for layer in (model.net[0], model.net[6]):
+        assert torch.count_nonzero(layer.weight) == layer.weight.numel()
+    head_sparse = build(density=0.25, end_step=20, dense_last_layer=False)
+    head_sparse.setup(MLP(8, 32, 3, 4), tiny_data)
+    assert sorted(head_sparse.masked.masks) == ["net.2.weight", "net.4.weight", "net.6.weight"]

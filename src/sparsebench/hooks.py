@@ -25,6 +25,11 @@ class TrainHooks:
     def after_step(self, step: int) -> None:
         """Called after the optimizer step."""
 
+    def skips_optimizer_step(self, step: int) -> bool:
+        """Whether this step's optimizer update is left out (RigL's mask-update steps change the
+        mask instead of the weights). The step still counts and is charged its FLOPs."""
+        return False
+
     def dense_weight_grad(self, step: int) -> bool:
         """Whether this step needs the dense weight gradient (a straight-through estimator,
         or RigL's growth criterion at a mask update), so its FLOPs are charged dense."""

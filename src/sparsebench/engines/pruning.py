@@ -129,6 +129,9 @@ class DenseHooks(TrainHooks):
     def after_step(self, step: int) -> None:
         self.inner.after_step(step)
 
+    def skips_optimizer_step(self, step: int) -> bool:
+        return self.inner.skips_optimizer_step(step)
+
     def dense_weight_grad(self, step: int) -> bool:
         return self.inner.dense_weight_grad(step)
 

@@ -1,7 +1,8 @@
 """The single-model training loop every family reuses, with hooks for methods.
 
 A method influences training only through `TrainHooks`: `after_backward` (for example to mask
-or read gradients) and `after_step` (to re-apply masks or update them). The loop owns batching,
+or read gradients), `after_step` (to re-apply masks or update them) and `skips_optimizer_step`
+(to leave a step's update out). The loop owns batching,
 evaluation, curves, divergence detection, the progress bar and the training FLOPs as executed:
 every step is charged at the density of each layer's weights during that step (counted from the
 weights), with a dense weight gradient where the method's `dense_weight_grad` says so.
@@ -115,7 +116,8 @@ def train(
             torch.nn.utils.clip_grad_norm_(model.parameters(), budget.grad_clip)
         for group in optimizer.param_groups:
             group["lr"] = budget.lr_at(step, steps)
-        optimizer.step()
+        if not hooks.skips_optimizer_step(step):
+            optimizer.step()
         log.train_flops += len(idx) * profile.train(density, hooks.dense_weight_grad(step))
         hooks.after_step(step)
         running += loss.item()

@@ -82,15 +82,18 @@ class SparseTrainingMethod(TrainHooks):
 @dataclass(frozen=True)
 class DstParams:
     """Shared by dynamic sparse training methods: target density, its layer allocation, and
-    when and how much to drop and regrow."""
+    when and how much to drop and regrow. Defaults are google-research/rigl's: one cosine
+    drop-fraction flag for SET and RigL alike (`drop_fraction_anneal`), and the first layer
+    kept dense (imagenet `first_layer_sparsity=0`, cifar `prune_first_layer=False`)."""
 
     density: float = 0.1
     allocation: Allocation = "erk"
     update_interval: int = 100
     drop_fraction: float = 0.3
-    drop_schedule: Literal["constant", "cosine"] = "constant"
+    drop_schedule: Literal["constant", "cosine"] = "cosine"
     end_step: int | None = None
     end_fraction: float = 0.75
+    dense_first_layer: bool = True
 
     def __post_init__(self) -> None:
         check_density(self.density)
@@ -104,10 +107,13 @@ class DstParams:
 class DynamicSparse(SparseTrainingMethod):
     """Constant-density drop/grow training from a random mask at the allocated densities.
 
-    Every `update_interval` steps before T_end, each layer drops its k = floor(f * active)
-    smallest-|w| active weights and grows k inactive ones of highest `grow_scores` (random by
-    default, as in SET); grown weights and their optimizer state start at zero. f is
-    `drop_fraction`, constant or cosine-decayed (RigL's schedule).
+    Every `update_interval` steps before T_end, each sparse layer drops its k = floor(f * active)
+    smallest-|w| active weights and grows k positions of highest `grow_scores` among those not
+    kept (random by default, as in SET). A position that was inactive before the update starts
+    at zero with a zeroed optimizer state; one dropped and regrown in the same update keeps its
+    value and state (the reference's `reinit_when_same=False`). f is `drop_fraction`, constant or
+    cosine-decayed. Layers in `dense_layers` carry no mask and are outside the density budget,
+    as the reference's custom-sparsity layers are, so the measured density exceeds `density`.
     """
 
     checkpoint_attrs = ("generator", "updates")
@@ -117,7 +123,8 @@ class DynamicSparse(SparseTrainingMethod):
     optimizer: torch.optim.Optimizer | None = None
 
     def setup(self, model: nn.Module, data: Dataset) -> None:
-        weights = prunable_weights(model)
+        dense = self.dense_layers(list(prunable_weights(model)))
+        weights = {n: w for n, w in prunable_weights(model).items() if n not in dense}
         densities = allocate(
             {n: w.shape for n, w in weights.items()}, self.params.density, self.params.allocation
         )
@@ -127,6 +134,10 @@ class DynamicSparse(SparseTrainingMethod):
         self.initial_masks = {n: m.clone() for n, m in self.masked.masks.items()}
         self.end_step = self.last_update_step()
         self.updates = 0
+
+    def dense_layers(self, names: list[str]) -> set[str]:
+        """Prunable layers (in model order) left dense: the first one unless told otherwise."""
+        return {names[0]} if self.params.dense_first_layer else set()
 
     def last_update_step(self) -> int:
         """T_end: mask updates happen at multiples of update_interval strictly before it."""
@@ -162,14 +173,16 @@ class DynamicSparse(SparseTrainingMethod):
 
     @torch.no_grad()
     def update_masks(self, fraction: float) -> None:
-        """One drop/grow step in every layer; grown weights and their optimizer state start at 0."""
+        """One drop/grow step in every sparse layer; newly active weights and their optimizer
+        state start at 0, regrown ones keep theirs."""
         for name, weight in self.masked.params.items():
             mask = self.masked.masks[name]
             k = int(int(mask.sum()) * fraction)
             new_mask, grown = drop_and_grow(weight, mask, k, self.grow_scores(name, weight))
+            fresh = grown & ~mask
             self.masked.replace(name, new_mask)
-            weight.masked_fill_(grown | ~new_mask, 0.0)
-            zero_optimizer_state(self.optimizer, weight, grown)
+            weight.masked_fill_(fresh | ~new_mask, 0.0)
+            zero_optimizer_state(self.optimizer, weight, fresh)
         self.updates += 1
 
     def extra_metrics(self) -> dict[str, float]:

@@ -13,7 +13,6 @@ Mechanics are shared with SET (DynamicSparse in the family base); only the grow 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
 
 import torch
 import torch.nn as nn
@@ -25,7 +24,8 @@ from sparsebench.sparsity.dst import gradient_scores
 
 @dataclass(frozen=True)
 class RiglParams(DstParams):
-    drop_schedule: Literal["constant", "cosine"] = "cosine"
+    step_on_update: bool = False
+    """Also take the optimizer step on mask-update steps (the reference does not)."""
 
 
 @register("sparse_training", "rigl", params=RiglParams)
@@ -36,3 +36,6 @@ class Rigl(DynamicSparse):
 
     def grow_scores(self, name: str, weight: nn.Parameter) -> torch.Tensor:
         return gradient_scores(name, weight)
+
+    def skips_optimizer_step(self, step: int) -> bool:
+        return self.is_update_step(step) and not self.params.step_on_update

@@ -7,9 +7,12 @@ counter, each layer scaled by its exact kept fraction) are as close as possible 
 h-wide network's: the paper's iso-FLOP widening, whose factor is about 1/sqrt(density) when
 hidden-to-hidden layers dominate, here computed rather than assumed. The wide network is then
 trained sparse: with RigL (the paper's choice; magnitude drop, gradient regrow, cosine drop
-fraction) or with a static random mask. Layer densities come from the allocation (uniform or
-ERK). Only models with an `nn.Sequential` `net` of Linear layers (the suite's MLP) can be
-widened; the new layers are initialised from the method's seed.
+fraction) or with a static random mask. The first and last layers stay dense, outside the
+density budget (CerebrasResearch/Sparse-IFT `should_sparsify` leaves stem and head dense unless
+`--maskopt_sparsity_stem/head`), and the FLOP match counts them dense. The other layers'
+densities come from the allocation (uniform or ERK). Only models with an `nn.Sequential` `net` of
+Linear layers (the suite's MLP) can be widened; the new layers are initialised from the method's
+seed.
 """
 
 from __future__ import annotations
@@ -37,8 +40,8 @@ class SparseIftParams(DstParams):
 
     density: float = 0.25
     allocation: Allocation = "uniform"
-    drop_schedule: Literal["constant", "cosine"] = "cosine"
     sparse_training: Literal["rigl", "static"] = "rigl"
+    dense_last_layer: bool = True
 
 
 def linear_positions(model: nn.Module) -> list[int]:
@@ -63,34 +66,43 @@ def widen(model: nn.Module, width: int) -> None:
 
 
 def sparse_train_flops(
-    model: nn.Module, sample: torch.Tensor, density: float, allocation: Allocation
+    model: nn.Module,
+    sample: torch.Tensor,
+    density: float,
+    allocation: Allocation,
+    dense: set[str],
 ) -> float:
-    """Training FLOPs of one sample with each layer at its exact kept fraction."""
-    weights = prunable_weights(model)
+    """Training FLOPs of one sample with each sparse layer at its exact kept fraction and the
+    layers in `dense` at full density."""
+    weights = {n: w for n, w in prunable_weights(model).items() if n not in dense}
     target = allocate({n: w.shape for n, w in weights.items()}, density, allocation)
     kept = {n: keep_count(w.numel(), target[n]) / w.numel() for n, w in weights.items()}
-    return flop_costs(model, sample, kept, 1)["train_sparse"]
+    return flop_costs(model, sample, {**kept, **dict.fromkeys(dense, 1.0)}, 1)["train_sparse"]
 
 
 def iso_flop_width(
-    model: nn.Module, sample: torch.Tensor, density: float, allocation: Allocation
+    model: nn.Module,
+    sample: torch.Tensor,
+    density: float,
+    allocation: Allocation,
+    dense: set[str],
 ) -> int:
     """The hidden width whose sparse training FLOPs are closest to `model`'s dense FLOPs."""
-    dense = flop_costs(model, sample, {}, 1)["train_dense"]
+    reference = flop_costs(model, sample, {}, 1)["train_dense"]
 
     def cost(width: int) -> float:
         wide = copy.deepcopy(model)
         widen(wide, width)
-        return sparse_train_flops(wide, sample, density, allocation)
+        return sparse_train_flops(wide, sample, density, allocation, dense)
 
     low = model.net[linear_positions(model)[0]].out_features
     high = low
-    while cost(high) < dense:
+    while cost(high) < reference:
         low, high = high, high * 2
     while high - low > 1:
         middle = (low + high) // 2
-        low, high = (middle, high) if cost(middle) < dense else (low, middle)
-    return min((low, high), key=lambda w: abs(cost(w) - dense))
+        low, high = (middle, high) if cost(middle) < reference else (low, middle)
+    return min((low, high), key=lambda w: abs(cost(w) - reference))
 
 
 @register("sparse_training", "sparse-ift", params=SparseIftParams)
@@ -102,11 +114,20 @@ class SparseIft(DynamicSparse):
         first_hidden = linear_positions(model)[0]
         self.base_width = model.net[first_hidden].out_features
         self.base_flops = flop_costs(model, sample, {}, 1)["train_dense"]
-        self.width = iso_flop_width(model, sample, self.params.density, self.params.allocation)
+        dense = self.dense_layers(list(prunable_weights(model)))
+        self.width = iso_flop_width(
+            model, sample, self.params.density, self.params.allocation, dense
+        )
         with torch.random.fork_rng():
             torch.manual_seed(self.seed)
             widen(model, self.width)
         super().setup(model, data)
+
+    def dense_layers(self, names: list[str]) -> set[str]:
+        """The reference's stem and head: the first layer (DstParams) and the last."""
+        return super().dense_layers(names) | (
+            {names[-1]} if self.params.dense_last_layer else set()
+        )
 
     def last_update_step(self) -> int:
         """A static mask never updates; RigL keeps its own T_end."""
