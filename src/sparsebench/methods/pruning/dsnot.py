@@ -13,8 +13,12 @@ cycle, without touching any weight value:
   lowest-scoring one whose own contribution W_ij mean(x_j) has the sign opposite to r_i (so its
   removal also pulls r_i towards 0); N:M, the lowest-Wanda kept weight of the grown weight's
   group of M, so every group keeps N;
-- the swap happens only while |r_i| > `update_threshold` and the new residual keeps the sign of
-  the initial one; a row whose swap is refused stops for good. At most `max_cycles` cycles.
+- the swap happens only while |r_i| > `update_threshold`; a row whose swap is refused stops for
+  good. At most `max_cycles` cycles;
+- sign stop: N:M swaps, and unstructured ones when `without_same_sign` is False, also need the
+  new residual to keep the sign of the initial one. The reference's `main.py` sets
+  `--without_same_sign` True by default, so its unstructured loop (`prune_DSnoT`) has no sign
+  stop and may overshoot past 0 and come back; its N:M loop always has it. We follow both.
 Each swap adds one weight and removes one from the same row (group), so the density is exact.
 
 Scale of the threshold: our r_i uses the per-token mean of the inputs. The reference code sums
@@ -43,6 +47,7 @@ class DsnotParams(PostTrainingParams):
     max_cycles: int = 50
     update_threshold: float = 5e-5
     var_power: float = 1.0
+    without_same_sign: bool = True  # the reference main.py's default: no unstructured sign stop
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -130,8 +135,12 @@ def dsnot_refine(
     max_cycles: int = 50,
     update_threshold: float = 0.1,
     var_power: float = 1.0,
+    without_same_sign: bool = True,
 ) -> torch.Tensor:
-    """The refined keep mask (same count per row, or per N:M group, as `keep`)."""
+    """The refined keep mask (same count per row, or per N:M group, as `keep`).
+
+    `without_same_sign` drops the sign stop of unstructured swaps; N:M swaps always keep it.
+    """
     keep = keep.clone()
     if keep.all() or not keep.any():
         return keep
@@ -146,6 +155,7 @@ def dsnot_refine(
         if pattern is not None
         else _PruneUnstructured(contrib, keep, wanda)
     )
+    same_sign = pattern is not None or not without_same_sign
     active = torch.ones(weight.shape[0], dtype=torch.bool)
     rows = torch.arange(weight.shape[0])
     for _ in range(max_cycles):
@@ -155,7 +165,9 @@ def dsnot_refine(
         p_idx, p_ok = prune.take(r < 0, g_idx, keep)
         g_c, p_c = contrib[rows, g_idx], contrib[rows, p_idx]
         after = r + p_c - g_c
-        active &= g_ok & p_ok & (r.abs() > update_threshold) & (torch.sign(after) == sign0)
+        active &= g_ok & p_ok & (r.abs() > update_threshold)
+        if same_sign:
+            active &= torch.sign(after) == sign0
         keep[rows[active], p_idx[active]] = False
         keep[rows[active], g_idx[active]] = True
         r = torch.where(active, after, r)
@@ -164,7 +176,13 @@ def dsnot_refine(
 
 @register("pruning", "dsnot", params=DsnotParams)
 class Dsnot(PostTrainingPruner):
-    """Training-free prune-and-grow refinement of a Wanda/magnitude mask at fixed density."""
+    """Training-free prune-and-grow refinement of a Wanda/magnitude mask at fixed density.
+
+    Per row and cycle, grow the pruned weight and prune the kept one that most pull the residual
+    r_i towards 0, while |r_i| > `update_threshold`, for at most `max_cycles` cycles; N:M swaps,
+    and unstructured ones with `without_same_sign=False`, also stop when r_i would change sign
+    (full rule in the module docstring).
+    """
 
     params: DsnotParams
 
@@ -173,6 +191,13 @@ class Dsnot(PostTrainingPruner):
         scores = wanda_scores(weight, stats) if p.initial == "wanda" else weight.abs()
         start = row_mask(scores, p.density, p.pattern)
         keep = dsnot_refine(
-            weight, stats, start, p.pattern, p.max_cycles, p.update_threshold, p.var_power
+            weight,
+            stats,
+            start,
+            p.pattern,
+            p.max_cycles,
+            p.update_threshold,
+            p.var_power,
+            p.without_same_sign,
         )
         return LayerResult(keep, weight)
