@@ -8,7 +8,6 @@ from sparsebench.sparsity.schedules import (
     is_update_step,
     mask_decay,
     resolve_step,
-    structure_decay,
 )
 
 
@@ -44,14 +43,6 @@ def test_mask_decay_linear_and_exponential():
     assert mask_decay(110, 10, "exp", 0.02) == pytest.approx(math.exp(-2.0))
     with pytest.raises(ValueError, match="linear"):
         mask_decay(1, 0, "cosine", 0.1)
-
-
-def test_structure_decay_halves_n_frame_by_frame():
-    # 1:16 over [100, 500): four frames 15:16, 8:16, 4:16, 2:16, then 1:16 (the authors' rule)
-    seen = [structure_decay(t, 1, 16, 100, 500)[0] for t in (0, 100, 199, 200, 300, 400, 499, 500)]
-    assert seen == [15, 15, 15, 8, 4, 2, 2, 1]
-    assert structure_decay(0, 2, 4, 0, 10) == (3, 4)
-    assert structure_decay(10, 2, 4, 0, 10) == (2, 4)
 
 
 def test_resolve_step_prefers_explicit_then_fraction():

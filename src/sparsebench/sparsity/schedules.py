@@ -61,16 +61,3 @@ def mask_decay(step: int, start: int, kind: str, coef: float) -> float:
     if kind == "linear":
         return max(1.0 - coef * elapsed, 0.0)
     return math.exp(-coef * elapsed)
-
-
-def structure_decay(step: int, n: int, m: int, start: int, end: int) -> tuple[int, int]:
-    """PGF's SDGF pattern: (M-1):M at `start`, then M/2:M, M/4:M, ... down to N:M at `end`.
-
-    The span [start, end) is cut into log2(M/N) equal frames (the authors' rule); the target
-    N:M holds from `end` on.
-    """
-    frames = int(round(math.log2(m / n)))
-    if frames < 1 or step >= end:
-        return n, m
-    frame = int((max(step, start) - start) * frames / (end - start))
-    return (m - 1, m) if frame == 0 else (max(m >> frame, n), m)
