@@ -173,8 +173,12 @@ class Retrainer:
         steps: int,
         seed_offset: int = 0,
         weight_decay: float | None = None,
+        lr_factor: Callable[[int, int], float] | None = None,
+        data: Dataset | None = None,
     ) -> TrainLog:
-        """`steps` steps with `masks` fixed; another batch order per `seed_offset`."""
+        """`steps` steps with `masks` fixed; another batch order per `seed_offset`; the lr at
+        each step budget.lr * lr_factor(step, steps) when given (see `train`); on `data`'s
+        training samples when given (a method that holds some out), else the run's."""
         clock = time.perf_counter()
         masked = MaskedWeights(model, masks)
         self.start_evals.append(evaluate(model, self.data.x_test, self.data.y_test))
@@ -183,7 +187,14 @@ class Retrainer:
         )
         self.calls += 1
         training = partial(
-            train, model, self.data, budget, self.data_seed + seed_offset, masked, steps
+            train,
+            model,
+            self.data if data is None else data,
+            budget,
+            self.data_seed + seed_offset,
+            masked,
+            steps,
+            lr_factor=lr_factor,
         )
         log = _phase(self.phases, self.calls, model, masked, training)
         self.curves = _concat(self.curves, log.curves, self.step)

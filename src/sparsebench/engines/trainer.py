@@ -11,6 +11,7 @@ weights), with a dense weight gradient where the method's `dense_weight_grad` sa
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -72,8 +73,12 @@ def train(
     steps: int | None = None,
     desc: str = "train",
     checkpoint: Path | None = None,
+    lr_factor: Callable[[int, int], float] | None = None,
 ) -> TrainLog:
     """Train for `steps` minibatch steps (default budget.steps), evaluating on the test set.
+
+    The learning rate at 1-based `step` is budget.lr_at(step, steps), or, with `lr_factor`,
+    budget.lr * lr_factor(step, steps) (a method's own schedule, such as SMS's retraining one).
 
     With a `checkpoint` path and budget.checkpoint_every > 0, the state is saved there every
     that many steps, a valid checkpoint found there is resumed from (bit-identically), and it
@@ -81,6 +86,7 @@ def train(
     """
     hooks = hooks or TrainHooks()
     steps = budget.steps if steps is None else steps
+    lr_at = budget.lr_at if lr_factor is None else lambda s, n: budget.lr * lr_factor(s, n)
     optimizer = make_optimizer(model.parameters(), budget)
     hooks.bind_optimizer(optimizer)
     generator = torch.Generator().manual_seed(data_seed)
@@ -115,7 +121,7 @@ def train(
         if budget.grad_clip > 0:
             torch.nn.utils.clip_grad_norm_(model.parameters(), budget.grad_clip)
         for group in optimizer.param_groups:
-            group["lr"] = budget.lr_at(step, steps)
+            group["lr"] = lr_at(step, steps)
         if not hooks.skips_optimizer_step(step):
             optimizer.step()
         log.train_flops += len(idx) * profile.train(density, hooks.dense_weight_grad(step))
