@@ -209,3 +209,34 @@ def test_report_shows_simulation_speed_relative_to_actors(tmp_path):
     html = build_report(tmp_path, tmp_path / "index.html").read_text()
     assert "Federated simulation speed" in html and "test cpu" in html
     assert "<td>10</td><td>vmap</td><td>150</td><td>3</td>" in html
+
+
+def measured(document: dict, density: float, off: list[str] | None = None) -> dict:
+    regime = None if off is None else {"paper": "sgd, step", "source": "", "off": off}
+    return {**document, "costs": {"density": density}, "regime": regime}
+
+
+def test_sparse_sides_at_different_measured_densities_are_not_compared():
+    docs = [measured(doc("x", {"density": 0.1}, s, 0.9), 0.21) for s in range(3)]
+    docs += [measured(doc("y", {}, s, 0.8), 0.10) for s in range(3)]
+    result = check(CLAIM, docs)
+    assert result.verdict.startswith("not comparable") and "0.210" in result.verdict
+    assert (result.a_density, result.b_density) == pytest.approx((0.21, 0.10))
+    assert check({**CLAIM, "density_tolerance": None}, docs).verdict == "supported"
+    near = [measured(d, 0.102) if d["spec"]["method"]["name"] == "x" else d for d in docs]
+    assert check(CLAIM, near).verdict == "supported"
+    against_dense = [measured(d, 1.0) if d["spec"]["method"]["name"] == "y" else d for d in docs]
+    assert check(CLAIM, against_dense).verdict == "supported"
+
+
+def test_a_side_trained_off_its_papers_regime_is_named_beside_the_verdict():
+    off = ["optimizer adam (paper: sgd)"]
+    docs = [measured(doc("x", {"density": 0.1}, s, 0.9), 0.1, off) for s in range(3)]
+    docs += [measured(doc("y", {}, s, 0.8), 0.1, []) for s in range(3)]
+    result = check(CLAIM, docs)
+    assert result.verdict == "supported"
+    assert (
+        result.caveats == "x[density=0.1] ran off its paper's regime: optimizer adam (paper: sgd)"
+    )
+    on = [measured(d, 0.1, []) for d in docs]
+    assert check(CLAIM, on).caveats == ""

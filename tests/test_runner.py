@@ -76,3 +76,21 @@ def test_same_spec_gives_bit_identical_metrics(root, family, method, params):
 def test_threads_setting_is_recorded(root):
     doc = execute(small_spec("sparse_training", "dense", {}), load_hardware("cpu", root), threads=1)
     assert doc["provenance"]["hardware"]["threads"] == 1
+
+
+def test_a_run_records_how_its_budget_departs_from_the_papers_regime(root):
+    import dataclasses
+
+    from sparsebench.report.tables import row
+
+    hardware = load_hardware("cpu", root)
+    adam = execute(small_spec("sparse_training", "static-random", {"density": 0.2}), hardware)
+    assert adam["regime"]["off"] == ["optimizer adam (paper: sgd)"]
+    assert row(adam)["off_regime"] == "optimizer adam (paper: sgd)"
+    sgd = dataclasses.replace(
+        small_spec("sparse_training", "static-random", {"density": 0.2}),
+        budget={"steps": 20, "batch_size": 32, "eval_every": 10, "optimizer": "sgd"},
+    )
+    assert execute(sgd, hardware)["regime"]["off"] == []
+    undeclared = execute(small_spec("sparse_training", "dense", {}), hardware)
+    assert undeclared["regime"] is None and row(undeclared)["off_regime"] == ""

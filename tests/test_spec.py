@@ -1,5 +1,7 @@
+import pytest
+
 from sparsebench.seeds import all_seeds, derive
-from sparsebench.spec import Component, RunSpec
+from sparsebench.spec import Budget, Component, RunSpec
 
 
 def make_spec(**overrides) -> RunSpec:
@@ -52,3 +54,23 @@ def test_indexed_streams_differ_per_index_and_repeat_exactly():
 
 def test_checkpoint_interval_does_not_change_the_run_key():
     assert make_spec(budget={"steps": 100, "checkpoint_every": 10}).key() == make_spec().key()
+
+
+def test_the_step_schedule_drops_the_rate_by_gamma_at_each_milestone():
+    budget = Budget(lr=1.0, schedule="step", lr_milestones=[0.5, 0.75], lr_gamma=0.1)
+    assert [budget.lr_at(s, 8) for s in (1, 4, 5, 6, 7, 8)] == pytest.approx(
+        [1.0, 1.0, 0.1, 0.1, 0.01, 0.01]
+    )
+    assert Budget(lr=1.0, schedule="linear").lr_at(2, 4) == pytest.approx(0.5)
+
+
+def test_a_regime_names_each_field_a_budget_departs_in():
+    from sparsebench.spec import Regime
+
+    regime = Regime("sgd", ("step", "cosine"))
+    assert regime.departures(Budget(optimizer="sgd", schedule="cosine")) == []
+    assert regime.departures(Budget(optimizer="adam", schedule="constant")) == [
+        "optimizer adam (paper: sgd)",
+        "schedule constant (paper: step or cosine)",
+    ]
+    assert Regime("sgd").departures(Budget(optimizer="sgd", schedule="linear")) == []

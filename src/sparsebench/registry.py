@@ -21,6 +21,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from sparsebench.spec import Regime
+
 FAMILIES = ("sparse_training", "pruning", "compression", "federated")
 KINDS = ("dataset", "model", "kernel", *FAMILIES)
 
@@ -58,6 +60,8 @@ class Entry:
     """Datasets only: the kind of input (a key of INPUTS) the dataset gives a model."""
     accepts: Accepts | None = None
     """Models only: the input kinds the model reads, or a function of its params giving them."""
+    regime: Regime | None = None
+    """Methods only: the optimizer regime of the method's paper (None: not declared)."""
 
     def doc(self) -> str:
         text = (self.obj.__doc__ or "").strip()
@@ -75,11 +79,13 @@ def register(
     *,
     produces: str | None = None,
     accepts: Accepts | None = None,
+    regime: Regime | None = None,
 ) -> Callable[[Any], Any]:
     """Class or function decorator that registers `obj` under (kind, name).
 
     `produces` (datasets, default "features") and `accepts` (models, default FLOAT_INPUTS)
-    declare the input kind that lets a grid's (dataset, model) pairs be checked at load time.
+    declare the input kind that lets a grid's (dataset, model) pairs be checked at load time;
+    `regime` (methods) the optimizer regime of the method's paper.
     """
     if kind not in _REGISTRY:
         raise RegistryError(f"unknown kind {kind!r}; valid kinds: {', '.join(KINDS)}")
@@ -88,7 +94,7 @@ def register(
     def decorate(obj: Any) -> Any:
         if name in _REGISTRY[kind] and _REGISTRY[kind][name].obj is not obj:
             raise RegistryError(f"{kind} {name!r} is registered twice")
-        _REGISTRY[kind][name] = Entry(kind, name, obj, params, produces, accepts)
+        _REGISTRY[kind][name] = Entry(kind, name, obj, params, produces, accepts, regime)
         return obj
 
     return decorate

@@ -23,7 +23,7 @@ from sparsebench.engines.context import RunContext
 from sparsebench.metrics import peak_memory_bytes
 from sparsebench.models import build_model
 from sparsebench.seeds import all_seeds
-from sparsebench.spec import Budget, RunResult, RunSpec
+from sparsebench.spec import Budget, Regime, RunResult, RunSpec
 
 ENGINES = {
     "sparse_training": sparse_training.run,
@@ -31,6 +31,14 @@ ENGINES = {
     "compression": workers.run,
     "federated": federated.run,
 }
+
+
+def regime_record(regime: Regime | None, budget: Budget) -> dict[str, Any] | None:
+    """The paper's regime and how this run's budget departs from it (None: not declared)."""
+    if regime is None:
+        return None
+    shape = f"{regime.optimizer}, {' or '.join(regime.schedules) or 'any schedule'}"
+    return {"paper": shape, "source": regime.source, "off": regime.departures(budget)}
 
 
 def execute(
@@ -75,6 +83,7 @@ def execute(
         "metrics": result.metrics,
         "curves": result.curves,
         "costs": costs,
+        "regime": regime_record(entry.regime, budget),
         "provenance": {
             **provenance.git_state(),
             "versions": provenance.versions(),

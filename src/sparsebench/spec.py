@@ -105,7 +105,11 @@ class Budget:
     momentum: float = 0.9
     weight_decay: float = 0.0
     eval_every: int = 250
-    schedule: Literal["constant", "cosine"] = "constant"
+    schedule: Literal["constant", "cosine", "step", "linear"] = "constant"
+    lr_milestones: tuple[float, ...] = (0.3, 0.7, 0.9)
+    """`step` schedule: fractions of the run at which the rate is multiplied by `lr_gamma`
+    (the RigL paper's ImageNet drops at epochs 30, 70 and 90 of 100)."""
+    lr_gamma: float = 0.1
     warmup_steps: int = 0
     grad_clip: float = 0.0
     rounds: int = 20
@@ -115,14 +119,45 @@ class Budget:
     checkpoint_every: int = 0
     """Save a resumable checkpoint every this many steps (0: never)."""
 
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "lr_milestones", tuple(float(f) for f in self.lr_milestones))
+
     def lr_at(self, step: int, total: int) -> float:
-        """Learning rate at 1-based `step` of `total`: linear warm-up, then constant or cosine."""
+        """Learning rate at 1-based `step` of `total`: linear warm-up, then constant, cosine to
+        0, linear to 0, or step drops by `lr_gamma` at each passed milestone."""
         if step <= self.warmup_steps:
             return self.lr * step / max(self.warmup_steps, 1)
+        progress = min((step - self.warmup_steps) / max(total - self.warmup_steps, 1), 1.0)
         if self.schedule == "cosine":
-            progress = (step - self.warmup_steps) / max(total - self.warmup_steps, 1)
-            return self.lr * 0.5 * (1.0 + math.cos(math.pi * min(progress, 1.0)))
+            return self.lr * 0.5 * (1.0 + math.cos(math.pi * progress))
+        if self.schedule == "linear":
+            return self.lr * (1.0 - progress)
+        if self.schedule == "step":
+            passed = sum(step > fraction * total for fraction in self.lr_milestones)
+            return self.lr * self.lr_gamma**passed
         return self.lr
+
+
+@dataclass(frozen=True)
+class Regime:
+    """The optimizer regime a method's paper trains with (its optimizer and, where the paper
+    fixes it, the learning-rate schedule's shape). A cell whose budget departs from it still
+    runs; its result, tables and claims say it ran off-regime and how."""
+
+    optimizer: Literal["adam", "sgd"]
+    schedules: tuple[str, ...] = ()
+    """Schedule shapes the paper's runs use; empty: any."""
+    source: str = ""
+    """Where the regime is stated (paper section or the authors' config file)."""
+
+    def departures(self, budget: Budget) -> list[str]:
+        """How `budget` departs from the regime, one phrase per field (empty: on-regime)."""
+        out = []
+        if budget.optimizer != self.optimizer:
+            out.append(f"optimizer {budget.optimizer} (paper: {self.optimizer})")
+        if self.schedules and budget.schedule not in self.schedules:
+            out.append(f"schedule {budget.schedule} (paper: {' or '.join(self.schedules)})")
+        return out
 
 
 @dataclass

@@ -18,6 +18,13 @@ The check pairs a's and b's runs by seed, takes d = (a - b) oriented so that pos
 for a, and a 95% t-interval of its mean. The claim is `supported` when the whole interval lies
 above -margin, `contradicted` when it lies below -margin, `inconclusive` otherwise (and with
 fewer than two paired seeds). The verdict is reported, never forced.
+
+Two checks keep a verdict from comparing what it does not claim to. When both sides are sparse
+(measured density below 1), their mean measured densities must agree within
+`density_tolerance` (relative, default 5%), or the verdict is `not comparable` and says both
+densities: an N:M cell with dense layers left out is not a 10%-density cell. A side that ran
+off its method's paper regime (another optimizer or schedule shape, see `Regime`) keeps its
+verdict, and the claim's `caveats` say so.
 """
 
 from __future__ import annotations
@@ -32,7 +39,12 @@ from typing import Any
 
 from sparsebench import registry
 from sparsebench.report.stats import mean_interval
+from sparsebench.report.tables import off_regime
 from sparsebench.spec import Component
+
+DENSITY_TOLERANCE = 0.05
+"""Relative gap between two sparse sides' measured densities beyond which they are not
+compared."""
 
 
 @dataclass
@@ -49,6 +61,9 @@ class ClaimResult:
     high: float
     seeds: int
     verdict: str
+    a_density: float = math.nan
+    b_density: float = math.nan
+    caveats: str = ""
 
 
 @functools.cache
@@ -79,23 +94,54 @@ def _matches(doc: dict[str, Any], side: dict[str, Any], where: dict[str, Any]) -
     return True
 
 
-def _by_seed(docs: list[dict[str, Any]], side, where, metric: str) -> dict[int, float]:
-    """The metric per seed of the one configuration the side names (or, for a published
-    number `{value: x}`, x for every seed the other side has).
+def _runs(docs: list[dict[str, Any]], side, where, metric: str) -> dict[int, dict[str, Any]]:
+    """The result documents per seed of the one configuration the side names that report
+    `metric` (none for a published number).
 
     Raises AmbiguousClaim when the side matches several configurations (say which)."""
     if "value" in side:
-        return collections.defaultdict(lambda: float(side["value"]))
-    out: dict[int, float] = {}
+        return {}
+    out: dict[int, dict[str, Any]] = {}
     configs = set()
     for doc in docs:
-        value = doc["metrics"].get(metric)
-        if _matches(doc, side, where) and value is not None:
+        if _matches(doc, side, where) and doc["metrics"].get(metric) is not None:
             configs.add(doc["key"].replace(f"/seed={doc['spec']['seed']}", ""))
-            out[doc["spec"]["seed"]] = float(value)
+            out[doc["spec"]["seed"]] = doc
     if len(configs) > 1:
         raise AmbiguousClaim(f"{_label(side)} matches {len(configs)} configurations")
     return out
+
+
+def _by_seed(runs: dict[int, dict[str, Any]], side, metric: str) -> dict[int, float]:
+    """The metric per seed (for a published number `{value: x}`, x for every seed)."""
+    if "value" in side:
+        return collections.defaultdict(lambda: float(side["value"]))
+    return {seed: float(doc["metrics"][metric]) for seed, doc in runs.items()}
+
+
+def _mean_density(runs: dict[int, dict[str, Any]], seeds: list[int]) -> float:
+    values = [runs[s].get("costs", {}).get("density") for s in seeds if s in runs]
+    values = [float(v) for v in values if v is not None]
+    return sum(values) / len(values) if values else math.nan
+
+
+def _density_mismatch(result: ClaimResult, tolerance: float | None) -> str | None:
+    """Why two sparse sides are not at the same measured density (None: they are, or one
+    side is dense or a published number, or the claim turned the check off)."""
+    a, b = result.a_density, result.b_density
+    if tolerance is None or math.isnan(a) or math.isnan(b) or max(a, b) >= 1.0 - 1e-9:
+        return None
+    if abs(a - b) <= tolerance * max(a, b):
+        return None
+    return (
+        f"not comparable (measured density a {a:.3f} vs b {b:.3f}, "
+        f"beyond the {tolerance:.0%} tolerance)"
+    )
+
+
+def _off_regime(runs: dict[int, dict[str, Any]], label: str) -> list[str]:
+    departures = sorted({d for doc in runs.values() for d in off_regime(doc)})
+    return [f"{label} ran off its paper's regime: {', '.join(departures)}"] if departures else []
 
 
 class AmbiguousClaim(ValueError):
@@ -133,16 +179,22 @@ def check(claim: dict[str, Any], docs: list[dict[str, Any]]) -> ClaimResult:
         "inconclusive (no paired runs)",
     )  # fmt: skip
     where = claim.get("where", {})
+    metric_a = claim["a"].get("metric", claim["metric"])
+    metric_b = claim["b"].get("metric", claim["metric"])
     try:
-        a = _by_seed(docs, claim["a"], where, claim["a"].get("metric", claim["metric"]))
-        b = _by_seed(docs, claim["b"], where, claim["b"].get("metric", claim["metric"]))
+        runs_a = _runs(docs, claim["a"], where, metric_a)
+        runs_b = _runs(docs, claim["b"], where, metric_b)
     except AmbiguousClaim as err:
         result.verdict = f"ambiguous: {err}"
         return result
+    a, b = _by_seed(runs_a, claim["a"], metric_a), _by_seed(runs_b, claim["b"], metric_b)
     seeds = sorted(set(a) & set(b)) if "value" not in claim["b"] else sorted(a)
+    result.caveats = "; ".join(_off_regime(runs_a, result.a) + _off_regime(runs_b, result.b))
     if not seeds:
         result.verdict = _diverged_verdict(claim, docs, where, a, b) or result.verdict
         return result
+    result.a_density = _mean_density(runs_a, seeds)
+    result.b_density = _mean_density(runs_b, seeds)
     sign = 1.0 if claim.get("better", "higher") == "higher" else -1.0
     margin = float(claim.get("margin", 0.0))
     diffs = [sign * (a[s] - b[s]) for s in seeds]
@@ -150,6 +202,10 @@ def check(claim: dict[str, Any], docs: list[dict[str, Any]]) -> ClaimResult:
     result.a_mean = sum(a[s] for s in seeds) / len(seeds)
     result.b_mean = sum(b[s] for s in seeds) / len(seeds)
     result.diff = sum(diffs) / len(diffs)
+    mismatch = _density_mismatch(result, claim.get("density_tolerance", DENSITY_TOLERANCE))
+    if mismatch is not None:
+        result.verdict = mismatch
+        return result
     if len(diffs) == 1:
         result.verdict = "inconclusive (1 seed)"
         return result

@@ -2,7 +2,8 @@
 
 Columns: identity (key, run_id, family, method, dataset, model, hardware, seed, status), params
 as `p_method_*`, `p_dataset_*`, `p_model_*`, metrics as `metric_*`, and the cost axes (density,
-bytes, FLOPs, simulated time per link, wall time, peak memory), plus git commit.
+bytes, FLOPs, simulated time per link, wall time, peak memory), how the run departed from its
+paper's optimizer regime (`off_regime`, empty when on it), plus git commit.
 """
 
 from __future__ import annotations
@@ -53,8 +54,14 @@ def row(doc: dict[str, Any]) -> dict[str, Any]:
     for k, v in costs.get("time_to_target_s", {}).items():
         out[f"time_to_target_s_{k}"] = v
     out["peak_mem_bytes"] = costs.get("peak_mem_bytes")
+    out["off_regime"] = "; ".join(off_regime(doc))
     out["git_commit"] = doc["provenance"].get("git_commit")
     return out
+
+
+def off_regime(doc: dict[str, Any]) -> list[str]:
+    """How the run departed from its method's paper regime (empty: on-regime or undeclared)."""
+    return list((doc.get("regime") or {}).get("off", []))
 
 
 def config_label(spec: dict[str, Any]) -> str:

@@ -18,6 +18,7 @@ from sparsebench.checks import check_range
 from sparsebench.comm.powersgd import PowerSGD
 from sparsebench.methods.compression.base import CompressionMethod, CompressionParams, Exchange
 from sparsebench.registry import register
+from sparsebench.spec import Regime
 
 
 @dataclass(frozen=True)
@@ -31,7 +32,12 @@ class PowerSGDParams(CompressionParams):
         check_range("min_compression_rate", self.min_compression_rate, 1.0)
 
 
-@register("compression", "powersgd", params=PowerSGDParams)
+@register(
+    "compression",
+    "powersgd",
+    params=PowerSGDParams,
+    regime=Regime("sgd", (), "Vogels et al. 2019 and the PowerSGD DDP hook: SGD with momentum 0.9"),
+)
 class PowerSGDMethod(CompressionMethod):
     """Rank-r power iteration per layer with error feedback and warm start."""
 

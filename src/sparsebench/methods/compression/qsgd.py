@@ -19,6 +19,7 @@ from sparsebench.comm.feedback import NoFeedback
 from sparsebench.methods.compression.base import CodecMethod, CompressionParams
 from sparsebench.registry import register
 from sparsebench.seeds import derive
+from sparsebench.spec import Regime
 
 
 @dataclass(frozen=True)
@@ -32,7 +33,12 @@ class QSGDParams(CompressionParams):
         check_range("bucket", self.bucket, 1)
 
 
-@register("compression", "qsgd", params=QSGDParams)
+@register(
+    "compression",
+    "qsgd",
+    params=QSGDParams,
+    regime=Regime("sgd", (), "Alistarh et al. 2017: SGD"),
+)
 class QSGDMethod(CodecMethod):
     """Unbiased stochastic quantization to s levels per bucket norm."""
 

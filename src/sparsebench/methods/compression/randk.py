@@ -16,9 +16,15 @@ from sparsebench.comm.feedback import NoFeedback
 from sparsebench.comm.payload import Payload
 from sparsebench.methods.compression.base import CodecMethod, DensityParams
 from sparsebench.registry import register
+from sparsebench.spec import Regime
 
 
-@register("compression", "randk", params=DensityParams)
+@register(
+    "compression",
+    "randk",
+    params=DensityParams,
+    regime=Regime("sgd", (), "Stich et al. 2018 and Wangni et al. 2018: SGD"),
+)
 class RandKMethod(CodecMethod):
     """Shared-seed rand-k: values only, scaled d/k, all-reduce compatible."""
 

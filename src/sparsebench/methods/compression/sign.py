@@ -12,9 +12,15 @@ from sparsebench.comm.compressors import ScaledSign
 from sparsebench.comm.feedback import NoFeedback
 from sparsebench.methods.compression.base import CodecMethod, CompressionParams
 from sparsebench.registry import register
+from sparsebench.spec import Regime
 
 
-@register("compression", "sign", params=CompressionParams)
+@register(
+    "compression",
+    "sign",
+    params=CompressionParams,
+    regime=Regime("sgd", (), "Bernstein et al. 2018 (signSGD/Signum): SGD with momentum"),
+)
 class SignMethod(CodecMethod):
     """1 bit per coordinate plus one scale; biased, nothing carried over."""
 

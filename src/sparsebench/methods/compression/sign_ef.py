@@ -19,6 +19,7 @@ from sparsebench.comm.compressors import ScaledSign
 from sparsebench.comm.feedback import ErrorFeedback
 from sparsebench.methods.compression.base import CodecMethod, CompressionParams
 from sparsebench.registry import register
+from sparsebench.spec import Regime
 
 
 @dataclass(frozen=True)
@@ -34,7 +35,12 @@ class SignEFParams(CompressionParams):
                 raise ValueError(f"block: {err}, or 0 for one scale per vector") from None
 
 
-@register("compression", "sign-ef", params=SignEFParams)
+@register(
+    "compression",
+    "sign-ef",
+    params=SignEFParams,
+    regime=Regime("sgd", (), "Karimireddy et al. 2019 (EF-signSGD): SGD with momentum"),
+)
 class SignEF(CodecMethod):
     """Scaled sign of the error-corrected gradient; the residual is kept for the next step."""
 

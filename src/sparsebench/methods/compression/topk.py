@@ -16,9 +16,15 @@ from sparsebench.comm.feedback import NoFeedback
 from sparsebench.comm.payload import Payload
 from sparsebench.methods.compression.base import CodecMethod, DensityParams
 from sparsebench.registry import register
+from sparsebench.spec import Regime
 
 
-@register("compression", "topk", params=DensityParams)
+@register(
+    "compression",
+    "topk",
+    params=DensityParams,
+    regime=Regime("sgd", (), "Stich et al. 2018, Aji and Heafield 2017, GRACE: SGD with momentum"),
+)
 class TopKPlain(CodecMethod):
     """Top-k of the raw gradient; what is not sent is lost."""
 

@@ -21,6 +21,7 @@ from sparsebench.comm.feedback import ErrorFeedback
 from sparsebench.comm.sampled_topk import SampledTopK
 from sparsebench.methods.compression.base import CompressionMethod, DensityParams, Exchange
 from sparsebench.registry import register
+from sparsebench.spec import Regime
 
 SELECTIONS = {"exact": TopK, "sampled": SampledTopK}
 
@@ -34,7 +35,14 @@ class TopKEFParams(DensityParams):
         check_choice("selection", self.selection, sorted(SELECTIONS))
 
 
-@register("compression", "topk-ef", params=TopKEFParams)
+@register(
+    "compression",
+    "topk-ef",
+    params=TopKEFParams,
+    regime=Regime(
+        "sgd", (), "Stich et al. 2018 and Karimireddy et al. 2019 (EF): SGD with momentum"
+    ),
+)
 class TopKEF(CompressionMethod):
     """Top-k of the error-corrected gradient; the remainder is kept for the next step."""
 

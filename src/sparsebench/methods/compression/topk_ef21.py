@@ -16,9 +16,15 @@ from sparsebench.comm.feedback import EF21
 from sparsebench.comm.payload import Payload
 from sparsebench.methods.compression.base import CodecMethod, DensityParams
 from sparsebench.registry import register
+from sparsebench.spec import Regime
 
 
-@register("compression", "topk-ef21", params=DensityParams)
+@register(
+    "compression",
+    "topk-ef21",
+    params=DensityParams,
+    regime=Regime("sgd", (), "Richtarik et al. 2021 (EF21): SGD"),
+)
 class TopKEF21(CodecMethod):
     """EF21 state recursion around top-k."""
 

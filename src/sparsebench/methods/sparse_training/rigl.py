@@ -20,6 +20,7 @@ import torch.nn as nn
 from sparsebench.methods.sparse_training.base import DstParams, DynamicSparse
 from sparsebench.registry import register
 from sparsebench.sparsity.dst import gradient_scores
+from sparsebench.spec import Regime
 
 
 @dataclass(frozen=True)
@@ -28,7 +29,16 @@ class RiglParams(DstParams):
     """Also take the optimizer step on mask-update steps (the reference does not)."""
 
 
-@register("sparse_training", "rigl", params=RiglParams)
+@register(
+    "sparse_training",
+    "rigl",
+    params=RiglParams,
+    regime=Regime(
+        "sgd",
+        ("step",),
+        "Evci et al. 2020 and google-research/rigl: SGD momentum 0.9, piecewise-constant lr",
+    ),
+)
 class Rigl(DynamicSparse):
     """RigL: magnitude drop, regrow where the dense gradient is largest."""
 

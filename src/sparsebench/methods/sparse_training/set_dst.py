@@ -21,8 +21,14 @@ from __future__ import annotations
 
 from sparsebench.methods.sparse_training.base import DstParams, DynamicSparse
 from sparsebench.registry import register
+from sparsebench.spec import Regime
 
 
-@register("sparse_training", "set", params=DstParams)
+@register(
+    "sparse_training",
+    "set",
+    params=DstParams,
+    regime=Regime("sgd", (), "Mocanu et al. 2018: SGD with momentum 0.9"),
+)
 class Set(DynamicSparse):
     """SET: magnitude drop, random regrow, constant per-layer density."""

@@ -32,6 +32,7 @@ from sparsebench.sparsity.allocation import Allocation, allocate
 from sparsebench.sparsity.dst import gradient_scores
 from sparsebench.sparsity.masked import prunable_weights
 from sparsebench.sparsity.masks import keep_count
+from sparsebench.spec import Regime
 
 
 @dataclass(frozen=True)
@@ -105,7 +106,16 @@ def iso_flop_width(
     return min((low, high), key=lambda w: abs(cost(w) - reference))
 
 
-@register("sparse_training", "sparse-ift", params=SparseIftParams)
+@register(
+    "sparse_training",
+    "sparse-ift",
+    params=SparseIftParams,
+    regime=Regime(
+        "sgd",
+        ("cosine",),
+        "Thangarasa et al. 2023 (CIFAR/ImageNet): SGD momentum 0.9, cosine learning rate",
+    ),
+)
 class SparseIft(DynamicSparse):
     """Sparse Wide: iso-FLOP widening of the hidden layers, then sparse training."""
 

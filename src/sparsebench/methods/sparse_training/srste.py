@@ -29,6 +29,7 @@ from sparsebench.methods.sparse_training.base import SparseTrainingMethod
 from sparsebench.registry import register
 from sparsebench.sparsity.masked import PRUNABLE
 from sparsebench.sparsity.masks import NM, fits_nm, nm_mask, parse_nm
+from sparsebench.spec import Regime
 
 
 @dataclass(frozen=True)
@@ -81,7 +82,16 @@ def sparsify_nm(model: nn.Module, nm: NM, decay: float) -> list[str]:
     return dense
 
 
-@register("sparse_training", "srste", params=SrsteParams)
+@register(
+    "sparse_training",
+    "srste",
+    params=SrsteParams,
+    regime=Regime(
+        "sgd",
+        ("cosine",),
+        "aojunzz/NM-sparsity configs/config_resnet50_2:4.yaml: SGD momentum 0.9, cosine",
+    ),
+)
 class Srste(SparseTrainingMethod):
     """N:M from scratch: masked forward, straight-through backward with sparse-refined decay."""
 

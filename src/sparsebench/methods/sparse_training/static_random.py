@@ -21,6 +21,7 @@ from sparsebench.registry import register
 from sparsebench.sparsity.allocation import Allocation, allocate
 from sparsebench.sparsity.masked import MaskedWeights, prunable_weights
 from sparsebench.sparsity.masks import random_mask
+from sparsebench.spec import Regime
 
 
 @dataclass(frozen=True)
@@ -32,7 +33,12 @@ class StaticRandomParams:
         check_density(self.density)
 
 
-@register("sparse_training", "static-random", params=StaticRandomParams)
+@register(
+    "sparse_training",
+    "static-random",
+    params=StaticRandomParams,
+    regime=Regime("sgd", (), "Liu et al. 2022 appendix: SGD with momentum 0.9"),
+)
 class StaticRandom(SparseTrainingMethod):
     """Random fixed mask at init, uniform or ERK layer densities."""
 
