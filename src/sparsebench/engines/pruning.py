@@ -175,10 +175,13 @@ class Retrainer:
         weight_decay: float | None = None,
         lr_factor: Callable[[int, int], float] | None = None,
         data: Dataset | None = None,
+        schedule_from: int = 0,
     ) -> TrainLog:
         """`steps` steps with `masks` fixed; another batch order per `seed_offset`; the lr at
-        each step budget.lr * lr_factor(step, steps) when given (see `train`); on `data`'s
-        training samples when given (a method that holds some out), else the run's."""
+        each step budget.lr * lr_factor(step, steps) when given (see `train`), else the
+        budget's schedule resumed at step `schedule_from` of a `schedule_from + steps` run (IMP's
+        rewinding); on `data`'s training samples when given (a method that holds some out),
+        else the run's."""
         clock = time.perf_counter()
         masked = MaskedWeights(model, masks)
         self.start_evals.append(evaluate(model, self.data.x_test, self.data.y_test))
@@ -186,6 +189,8 @@ class Retrainer:
             self.budget if weight_decay is None else replace(self.budget, weight_decay=weight_decay)
         )
         self.calls += 1
+        if lr_factor is None and schedule_from > 0:
+            lr_factor = partial(_resumed_schedule, budget, schedule_from)
         training = partial(
             train,
             model,
@@ -204,6 +209,12 @@ class Retrainer:
         self.diverged |= log.diverged
         self.seconds += time.perf_counter() - clock
         return log
+
+
+def _resumed_schedule(budget: Budget, start: int, step: int, steps: int) -> float:
+    """The budget's learning-rate factor at `step` of a retraining that resumes its schedule
+    at step `start`."""
+    return budget.lr_at(start + step, start + steps) / budget.lr
 
 
 def _concat(curves: dict[str, list], more: dict[str, list], offset: int) -> dict[str, list]:

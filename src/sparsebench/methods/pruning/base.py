@@ -43,8 +43,9 @@ class PruningParams:
 
 Retrain = Callable[..., object]
 """The engine's retrainer: `retrain(model, masks, steps, seed_offset=0, weight_decay=None,
-lr_factor=None, data=None)`; `lr_factor(step, steps)` scales budget.lr in place of the budget's
-schedule, `data` replaces the run's training samples (its test set is still the run's)."""
+lr_factor=None, data=None, schedule_from=0)`; `lr_factor(step, steps)` scales budget.lr in place
+of the budget's schedule, `schedule_from` resumes the budget's schedule at that step, `data`
+replaces the run's training samples (its test set is still the run's)."""
 
 
 class PruningMethod:
