@@ -32,6 +32,18 @@ def test_static_random_hits_each_layer_density_exactly(tiny_data, allocation):
         assert int(torch.count_nonzero(weight)) == keep_count(weight.numel(), expected[name])
 
 
+def test_static_random_with_a_dense_first_layer_matches_rigls_masks_in_count(tiny_data):
+    params = {"density": 0.2, "dense_first_layer": True}
+    static, rigl = MLP(8, 64, 2, 4), MLP(8, 64, 2, 4)
+    build("sparse_training", "static-random", params).setup(static, tiny_data)
+    method = build("sparse_training", "rigl", {**params, "end_step": 10})
+    method.setup(rigl, tiny_data)
+    assert torch.count_nonzero(static.net[0].weight) == static.net[0].weight.numel()
+    for name in method.masked.masks:
+        counted = int(torch.count_nonzero(prunable_weights(static)[name]))
+        assert counted == int(method.masked.masks[name].sum())
+
+
 def test_static_random_mask_never_changes_during_training(tiny_data):
     model = MLP(8, 64, 2, 4)
     method = build("sparse_training", "static-random", {"density": 0.2})

@@ -240,3 +240,32 @@ def test_a_side_trained_off_its_papers_regime_is_named_beside_the_verdict():
     )
     on = [measured(d, 0.1, []) for d in docs]
     assert check(CLAIM, on).caveats == ""
+
+
+def test_claims_of_a_smoke_scale_grid_say_so_beside_the_verdict(root, tmp_path):
+    import yaml
+
+    from sparsebench.report.build import claim_results
+
+    grid = {
+        "family": "sparse_training",
+        "smoke_scale": "120 steps, far from convergence",
+        "methods": [{"name": "static-random", "params": {"density": 0.1}}, {"name": "dense"}],
+        "datasets": [{"name": "digits"}],
+        "models": [{"name": "mlp"}],
+        "seeds": [0],
+        "claims": [
+            {
+                "claim": "c",
+                "paper": "p",
+                "metric": "test_acc",
+                "a": {"method": "static-random"},
+                "b": {"method": "dense"},
+            }
+        ],
+    }
+    (tmp_path / "grid.yaml").write_text(yaml.safe_dump(grid))
+    suite = {"hardware": "cpu", "experiments": [str(tmp_path / "grid.yaml")]}
+    (tmp_path / "suite.yaml").write_text(yaml.safe_dump(suite))
+    [result] = claim_results(str(tmp_path / "suite.yaml"), root, [])
+    assert result["caveats"] == "smoke scale: 120 steps, far from convergence"

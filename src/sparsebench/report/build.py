@@ -105,7 +105,9 @@ def provenance(docs: list[dict[str, Any]], suite: str | None, root: Path) -> dic
 
 
 def claim_results(suite: str | None, root: Path, docs: list[dict[str, Any]]) -> list[dict]:
-    """Every claim of the suite's experiment configs, checked against that config's runs."""
+    """Every claim of the suite's experiment configs, checked against that config's runs; a
+    grid that declares `smoke_scale` (why it is smaller than its claims need) labels its
+    claims so."""
     if not suite or not (root / suite).exists():
         return []
     from sparsebench.config import load_suite
@@ -114,7 +116,12 @@ def claim_results(suite: str | None, root: Path, docs: list[dict[str, Any]]) -> 
     for experiment in load_suite(root / suite, root).experiments:
         keys = {spec.key() for spec in experiment.runs}
         own = [d for d in docs if d["key"] in keys]
-        out += [vars(check(claim, own)) for claim in experiment.claims]
+        smoke = experiment.raw.get("smoke_scale")
+        for claim in experiment.claims:
+            result = check(claim, own)
+            if smoke:
+                result.caveats = "; ".join(filter(None, [f"smoke scale: {smoke}", result.caveats]))
+            out.append(vars(result))
     return out
 
 

@@ -5,6 +5,9 @@ Update rule: at initialization, draw for every Linear/Conv weight a uniformly ra
 exactly round(d_l * numel_l) ones, where d_l is the layer density from the allocation (uniform:
 d_l = d; ERK: d_l proportional to sum(shape_l)/prod(shape_l), scaled to the global density d).
 The mask never changes; pruned weights and their gradients stay zero for the whole run.
+`dense_first_layer` leaves the first layer dense and outside the budget, as the RigL reference
+does for all its methods, so that a static baseline is compared with RigL at the same measured
+density.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from sparsebench.spec import Regime
 class StaticRandomParams:
     density: float = 0.1
     allocation: Allocation = "erk"
+    dense_first_layer: bool = False
 
     def __post_init__(self) -> None:
         check_density(self.density)
@@ -44,6 +48,8 @@ class StaticRandom(SparseTrainingMethod):
 
     def setup(self, model: nn.Module, data: Dataset) -> None:
         weights = prunable_weights(model)
+        if self.params.dense_first_layer:
+            weights = dict(list(weights.items())[1:])
         densities = allocate(
             {n: w.shape for n, w in weights.items()}, self.params.density, self.params.allocation
         )
