@@ -43,6 +43,7 @@ from sparsebench.engines.context import RunContext, model_costs
 from sparsebench.engines.trainer import TrainLog, train
 from sparsebench.hooks import TrainHooks
 from sparsebench.metrics import evaluate, final_metrics
+from sparsebench.seeds import derive
 from sparsebench.sparsity.masked import MaskedWeights
 from sparsebench.spec import Budget, RunResult
 
@@ -145,17 +146,18 @@ class DenseHooks(TrainHooks):
 
 class Retrainer:
     """Retrains a model under fixed masks; records curves and the quality at each start.
-    Each call is the run's next phase (the dense phase is phase 0)."""
+    Each call is the run's next phase (the dense phase is phase 0); its batch order comes from
+    seeds.derive(root, "retrain", seed_offset)."""
 
     def __init__(
         self,
         data: Dataset,
         budget: Budget,
-        data_seed: int,
+        root_seed: int,
         step_offset: int,
         phases: Phases | None = None,
     ) -> None:
-        self.data, self.budget, self.data_seed = data, budget, data_seed
+        self.data, self.budget, self.root_seed = data, budget, root_seed
         self.phases = phases or Phases(None, {})
         self.step = step_offset
         self.curves: dict[str, list] = {}
@@ -196,7 +198,7 @@ class Retrainer:
             model,
             self.data if data is None else data,
             budget,
-            self.data_seed + seed_offset,
+            derive(self.root_seed, "retrain", seed_offset),
             masked,
             steps,
             lr_factor=lr_factor,
@@ -266,7 +268,7 @@ def run(ctx: RunContext) -> RunResult:
     dense = partial(train, ctx.model, data, budget, ctx.seeds["data"], hooks, dense_steps)
     log = _phase(phases, 0, ctx.model, hooks, partial(dense, desc="dense"))
     before = evaluate(ctx.model, data.x_test, data.y_test)
-    retrainer = Retrainer(data, budget, ctx.seeds["data"] + 1, log.steps_done, phases)
+    retrainer = Retrainer(data, budget, ctx.seeds["root"], log.steps_done, phases)
     prune_s = 0.0
     if not log.diverged:
         prune_s = _prune_and_retrain(method, ctx.model, data, retrainer, finetune_steps)

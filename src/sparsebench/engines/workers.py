@@ -37,6 +37,7 @@ from sparsebench.engines.context import RunContext, model_costs
 from sparsebench.engines.trainer import batches, make_optimizer
 from sparsebench.methods.compression.base import StepOutcome
 from sparsebench.metrics import evaluate, final_metrics
+from sparsebench.seeds import derive
 from sparsebench.spec import RunResult
 
 
@@ -50,7 +51,8 @@ class Pool:
         self.lr = budget.lr
         self.shards = iid(len(data.y_train), self.workers, ctx.seeds["partition"])
         self.generators = [
-            torch.Generator().manual_seed(ctx.seeds["data"] + w) for w in range(self.workers)
+            torch.Generator().manual_seed(derive(ctx.seeds["root"], "data", w))
+            for w in range(self.workers)
         ]
         self.streams = [
             batches(len(shard), min(budget.batch_size, len(shard)), generator)

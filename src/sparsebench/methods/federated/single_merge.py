@@ -25,6 +25,7 @@ import torch
 from sparsebench.checks import check_range
 from sparsebench.methods.federated.base import FederatedParams, Strategy
 from sparsebench.registry import register
+from sparsebench.seeds import derive
 
 
 @dataclass(frozen=True)
@@ -46,7 +47,7 @@ class SingleMerge(Strategy):
 
     def __init__(self, params: SingleMergeParams, seed: int) -> None:
         super().__init__(params, seed)
-        self.generator = torch.Generator().manual_seed(seed + 104_729)
+        self.generator = torch.Generator().manual_seed(derive(seed, "gossip-peers"))
         self.received = [0] * params.clients
 
     def mixing(self) -> torch.Tensor:
