@@ -172,10 +172,11 @@ def test_the_sparse_training_engine_resumes_from_the_context_checkpoint(tiny_dat
 
     seeds = all_seeds(0)
     path = tmp_path / "checkpoint.pt"
+    spec = RunSpec("sparse_training", Component("dense"), Component("tiny"), Component("mlp"))
     model, method = fresh("dense", {}, tiny_data)
     with pytest.raises(Killed):
-        train(model, tiny_data, BUDGET, seeds["data"], KillAt(method, 15), checkpoint=path)
-    spec = RunSpec("sparse_training", Component("dense"), Component("tiny"), Component("mlp"))
+        hooks = KillAt(method, 15)
+        train(model, tiny_data, BUDGET, seeds["data"], hooks, checkpoint=path, run=spec.key())
 
     def result(extra: dict):
         model, method = fresh("dense", {}, tiny_data)
@@ -186,6 +187,18 @@ def test_the_sparse_training_engine_resumes_from_the_context_checkpoint(tiny_dat
     resumed, seen = result({"checkpoint": path})
     reference, _ = result({})
     assert seen == list(range(11, 31)) and resumed.curves == reference.curves
+
+
+def test_a_training_checkpoint_of_another_run_is_refused(tiny_data, tmp_path):
+    path = tmp_path / "checkpoint.pt"
+    model, method = fresh("dense", {}, tiny_data)
+    with pytest.raises(Killed):
+        train(model, tiny_data, BUDGET, 0, KillAt(method, 15), checkpoint=path, run="run-a")
+    model, method = fresh("dense", {}, tiny_data)
+    watch = KillAt(method)
+    with pytest.warns(checkpoints.CorruptCheckpointWarning, match="written for run='run-a'"):
+        train(model, tiny_data, BUDGET, 0, watch, checkpoint=path, run="run-b")
+    assert watch.seen == list(range(1, 31))
 
 
 KILLED_SPECS = {  # a spec, the checkpoint whose appearance means mid-run, and what a run

@@ -110,6 +110,7 @@ class CheckpointMismatch(RuntimeError):
 
 def training_state(
     *,
+    run: str,
     step: int,
     total_steps: int,
     running: float,
@@ -122,6 +123,7 @@ def training_state(
 ) -> dict[str, Any]:
     """Everything a training loop needs to continue after `step` exactly as if never stopped."""
     return {
+        "run": run,
         "step": step,
         "total_steps": total_steps,
         "running": running,
@@ -149,9 +151,9 @@ def load_matching(path: Path, **expected: Any) -> dict[str, Any] | None:
     return state
 
 
-def load_training(path: Path, total_steps: int) -> dict[str, Any] | None:
-    """A verified training state for a run of `total_steps` steps, or None (start from 0)."""
-    return load_matching(path, total_steps=total_steps)
+def load_training(path: Path, total_steps: int, run: str) -> dict[str, Any] | None:
+    """A verified training state of run `run` with `total_steps` steps, or None (start from 0)."""
+    return load_matching(path, total_steps=total_steps, run=run)
 
 
 def restore_training(

@@ -17,6 +17,7 @@ def run(ctx: RunContext) -> RunResult:
         ctx.seeds["data"],
         hooks=ctx.method,
         checkpoint=ctx.extra.get("checkpoint"),
+        run=ctx.spec.key(),
     )
     metrics = {**final_metrics(log.curves, ctx.data.language_model), **ctx.method.extra_metrics()}
     train_samples = log.steps_done * ctx.budget.batch_size

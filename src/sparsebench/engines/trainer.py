@@ -74,6 +74,7 @@ def train(
     desc: str = "train",
     checkpoint: Path | None = None,
     lr_factor: Callable[[int, int], float] | None = None,
+    run: str = "",
 ) -> TrainLog:
     """Train for `steps` minibatch steps (default budget.steps), evaluating on the test set.
 
@@ -81,8 +82,8 @@ def train(
     budget.lr * lr_factor(step, steps) (a method's own schedule, such as SMS's retraining one).
 
     With a `checkpoint` path and budget.checkpoint_every > 0, the state is saved there every
-    that many steps, a valid checkpoint found there is resumed from (bit-identically), and it
-    is deleted once training ends.
+    that many steps, a valid checkpoint of the same `run` (key) found there is resumed from
+    (bit-identically), and it is deleted once training ends.
     """
     hooks = hooks or TrainHooks()
     steps = budget.steps if steps is None else steps
@@ -98,7 +99,7 @@ def train(
     model.train()
     running = 0.0
     every = budget.checkpoint_every if checkpoint is not None else 0
-    resumed = checkpoints.load_training(checkpoint, steps) if every else None
+    resumed = checkpoints.load_training(checkpoint, steps, run) if every else None
     if resumed is not None:
         checkpoints.restore_training(resumed, model, optimizer, hooks, log.curves)
         for _ in range(resumed["step"]):
@@ -139,6 +140,7 @@ def train(
             running = 0.0
         if every and step % every == 0 and step < steps:
             state = checkpoints.training_state(
+                run=run,
                 step=step,
                 total_steps=steps,
                 running=running,
