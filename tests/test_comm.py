@@ -68,3 +68,32 @@ def test_topk_ef_sends_k_values_per_worker_and_carries_the_rest():
     for worker, g in zip(method.workers, grads, strict=True):
         assert int((worker.memory != 0).sum()) == 900
         assert torch.allclose(worker.memory + TopK(0.1).decompress(TopK(0.1).compress(g)), g)
+
+
+def test_one_participant_is_charged_its_own_bytes_with_or_without_server_contention():
+    link = Link("x", bandwidth_gbps=1.0, latency_ms=10.0)
+    solo = [(1_000_000, 1, 1_000_000)]
+    expected = 0.010 + 8 * 1_000_000 / 1e9
+    for server in (1, 4, None):
+        assert comm_time(solo, [link], server) == {"x": pytest.approx(expected)}
+
+
+def test_the_servers_link_carries_all_workers_uploads_and_downloads_in_turn():
+    link = Link("x", bandwidth_gbps=1.0, latency_ms=10.0)
+    # 4 workers, each 1 MB up and 1 MB down: 2 MB on a worker's link, 8 MB through the server
+    step = [(2_000_000, 1, 8_000_000)]
+    assert comm_time(step, [link], 1) == {"x": pytest.approx(0.010 + 8 * 8e6 / 1e9)}
+    assert comm_time(step, [link], 2) == {"x": pytest.approx(0.010 + 8 * 4e6 / 1e9)}
+    assert comm_time(step, [link], 4) == {"x": pytest.approx(0.010 + 8 * 2e6 / 1e9)}
+    assert comm_time(step, [link], None) == {"x": pytest.approx(0.010 + 8 * 2e6 / 1e9)}
+    assert comm_time([(2_000_000, 2, 8_000_000)], [link], 1)["x"] == pytest.approx(
+        0.020 + 8 * 8e6 / 1e9
+    )  # two sequential exchanges pay the latency twice
+
+
+def test_a_profile_has_one_server_link_unless_it_says_otherwise():
+    from sparsebench.comm.links import server_links
+
+    assert server_links({"links": {}}) == 1
+    assert server_links({"server_links": 8}) == 8
+    assert server_links({"server_links": None}) is None

@@ -37,3 +37,16 @@ def test_method_runs_and_its_bytes_add_up(tiny_data, name):
     assert bytes_["up_per_worker_step"] == bytes_["up"] / 8
     assert math.isfinite(result.metrics["test_acc"])
     assert len(result.costs["compute_s_at_eval"]) == 2
+
+
+def test_workers_compute_in_parallel_so_a_step_costs_its_slowest_worker(root):
+    from sparsebench.engines.workers import Pool
+
+    pool = Pool.__new__(Pool)
+    pool.workers, pool.compute_s, pool.serial_s = 3, 0.0, 0.0
+    pool.step_s = [1.0, 3.0, 2.0]
+    pool.end_step()
+    pool.step_s = [0.5, 0.25, 0.5]
+    pool.end_step()
+    assert (pool.compute_s, pool.serial_s) == (3.5, 7.25)
+    assert pool.step_s == [0.0, 0.0, 0.0]

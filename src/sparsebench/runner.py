@@ -16,7 +16,7 @@ from typing import Any
 import torch
 
 from sparsebench import provenance, registry
-from sparsebench.comm.links import comm_time, links_from_profile, time_to_target
+from sparsebench.comm.links import comm_time, links_from_profile, server_links, time_to_target
 from sparsebench.data.base import load_dataset
 from sparsebench.engines import federated, pruning, sparse_training, workers
 from sparsebench.engines.context import RunContext
@@ -66,11 +66,16 @@ def execute(
         ctx.extra["checkpoint"] = Path(checkpoint)
     result: RunResult = ENGINES[spec.family](ctx)
     costs = dict(result.costs)
-    links = links_from_profile(hardware)
-    costs["comm_time_s"] = comm_time(result.traffic, links)
+    links, server = links_from_profile(hardware), server_links(hardware)
+    costs["comm_time_s"] = comm_time(result.traffic, links, server)
     if budget.target_acc > 0 and "compute_s_at_eval" in costs:
         costs["time_to_target_s"] = time_to_target(
-            result.curves, costs["compute_s_at_eval"], result.traffic, links, budget.target_acc
+            result.curves,
+            costs["compute_s_at_eval"],
+            result.traffic,
+            links,
+            budget.target_acc,
+            server,
         )
     costs["wall_s"] = time.perf_counter() - clock
     costs["peak_mem_bytes"] = peak_memory_bytes()

@@ -3,7 +3,9 @@
 W workers share one model replica (they are synchronous, so their parameters are identical);
 each step every worker computes a gradient on a minibatch of its own IID shard, the method turns
 the W gradients into one update (counting the bytes each payload really takes), and the shared
-optimizer applies it. Compute time and encode/decode time are timed separately.
+optimizer applies it. Compute time and encode/decode time are timed separately. The workers
+compute in parallel, so a step's compute time is its slowest worker's measured time (the
+simulation runs them one after another; `compute_serial_s` is that sum).
 
 A method that sets `drives_step` runs each step itself through `step(pool, step)` (DiLoCo's
 local steps, 1-bit Adam's own optimizer, zeroth-order updates without gradients): the engine
@@ -63,6 +65,10 @@ class Pool:
         self.names = [n for n, _ in named]
         self.params = [p for _, p in named]
         self.compute_s = 0.0
+        """Simulated parallel compute so far: per step, the slowest worker's seconds."""
+        self.serial_s = 0.0
+        """Measured compute so far, the workers one after another."""
+        self.step_s = [0.0] * self.workers
 
     def flat(self) -> torch.Tensor:
         return torch.cat([p.detach().flatten() for p in self.params])
@@ -86,6 +92,7 @@ class Pool:
             "drawn": list(self.drawn),
             "generators": [g.get_state() for g in self.generators],
             "compute_s": self.compute_s,
+            "serial_s": self.serial_s,
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -100,7 +107,13 @@ class Pool:
                     "(dataset, batch size or data seed changed); delete it to restart"
                 )
         self.drawn = list(state["drawn"])
-        self.compute_s = state["compute_s"]
+        self.compute_s, self.serial_s = state["compute_s"], state["serial_s"]
+
+    def end_step(self) -> None:
+        """Close a step: its compute time is its slowest worker's (they run in parallel)."""
+        self.compute_s += max(self.step_s)
+        self.serial_s += sum(self.step_s)
+        self.step_s = [0.0] * self.workers
 
     def _views(self, flat: torch.Tensor) -> dict[str, torch.Tensor]:
         sizes = [p.numel() for p in self.params]
@@ -127,14 +140,14 @@ class Pool:
             leaf = at.detach().requires_grad_(True)
             loss = self._loss(idx, leaf)
             flat = torch.autograd.grad(loss, leaf)[0]
-        self.compute_s += time.perf_counter() - started
+        self.step_s[worker] += time.perf_counter() - started
         return flat, loss.item()
 
     @torch.no_grad()
     def loss(self, worker: int, batch: torch.Tensor, at: torch.Tensor) -> float:
         started = time.perf_counter()
         value = self._loss(batch, at).item()
-        self.compute_s += time.perf_counter() - started
+        self.step_s[worker] += time.perf_counter() - started
         return value
 
 
@@ -167,7 +180,7 @@ class Tally:
     compute_at_eval: list[float] = field(default_factory=list)
     up: int = 0
     down: int = 0
-    traffic: list[tuple[int, int]] = field(default_factory=list)
+    traffic: list[tuple[int, int, int]] = field(default_factory=list)
     step_s: float = 0.0
     running: float = 0.0
     steps_done: int = 0
@@ -175,7 +188,7 @@ class Tally:
     def add(self, step: int, outcome: StepOutcome) -> None:
         self.up += sum(outcome.bytes_up)
         self.down += sum(outcome.bytes_down)
-        self.traffic.append(_critical_path(outcome))
+        self.traffic.append(_traffic(outcome))
         self.running += sum(outcome.losses) / len(outcome.losses)
         self.steps_done = step
 
@@ -246,6 +259,7 @@ def run(ctx: RunContext) -> RunResult:
         else:
             outcome = _gradient_step(pool, method, optimizer)
         tally.step_s += time.perf_counter() - started
+        pool.end_step()
         if not all(math.isfinite(v) for v in outcome.losses):
             diverged = True
             break
@@ -272,9 +286,10 @@ def _result(ctx: RunContext, pool: Pool, tally: Tally, diverged: bool) -> RunRes
         "down_per_worker_step": down / (workers * steps),
     }
     costs["compute_s"] = pool.compute_s
+    costs["compute_serial_s"] = pool.serial_s
     costs["compute_s_at_eval"] = tally.compute_at_eval
     # Everything in a step that is not a forward/backward: encode, decode, aggregate, update.
-    costs["codec_s"] = tally.step_s - pool.compute_s
+    costs["codec_s"] = tally.step_s - pool.serial_s
     metrics = final_metrics(tally.curves, ctx.data.language_model)
     metrics["compression_ratio"] = 4 * numel * workers * steps / up if up else float("nan")
     return RunResult(
@@ -286,7 +301,9 @@ def _result(ctx: RunContext, pool: Pool, tally: Tally, diverged: bool) -> RunRes
     )
 
 
-def _critical_path(outcome: StepOutcome) -> tuple[int, int]:
-    """(bytes, messages) of the slowest worker's send and receive this step; none if silent."""
-    nbytes = max(outcome.bytes_up, default=0) + max(outcome.bytes_down, default=0)
-    return (nbytes, outcome.messages if nbytes else 0)
+def _traffic(outcome: StepOutcome) -> tuple[int, int, int]:
+    """This step's `comm.links.Round`: the biggest worker's bytes sent plus received, the
+    sequential exchanges (none if silent) and all workers' bytes through the server."""
+    largest = max(outcome.bytes_up, default=0) + max(outcome.bytes_down, default=0)
+    total = sum(outcome.bytes_up) + sum(outcome.bytes_down)
+    return (largest, outcome.messages if largest else 0, total)
