@@ -269,3 +269,14 @@ def test_claims_of_a_smoke_scale_grid_say_so_beside_the_verdict(root, tmp_path):
     (tmp_path / "suite.yaml").write_text(yaml.safe_dump(suite))
     [result] = claim_results(str(tmp_path / "suite.yaml"), root, [])
     assert result["caveats"] == "smoke scale: 120 steps, far from convergence"
+
+
+def test_no_real_difference_within_the_stated_margin_is_an_equivalent_verdict():
+    docs = [doc("x", {"density": 0.1}, s, acc) for s, acc in enumerate([0.801, 0.809, 0.821])]
+    docs += [doc("y", {}, s, acc) for s, acc in enumerate([0.802, 0.808, 0.822])]
+    result = check({**CLAIM, "equivalence_margin": 0.01}, docs)
+    assert result.verdict == "equivalent (within ±0.01)"
+    plain = check(CLAIM, docs)
+    assert plain.verdict == "inconclusive"
+    assert plain.seeds_needed is None or plain.seeds_needed > 3
+    assert plain.detectable > abs(plain.diff)

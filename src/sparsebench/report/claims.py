@@ -16,8 +16,11 @@ A side may name its own `metric` (for example the same runs' accuracy before pru
 b side may be a published number, `b: {value: 0.94}`, to check a reference result.
 The check pairs a's and b's runs by seed, takes d = (a - b) oriented so that positive is better
 for a, and a 95% t-interval of its mean. The claim is `supported` when the whole interval lies
-above -margin, `contradicted` when it lies below -margin, `inconclusive` otherwise (and with
-fewer than two paired seeds). The verdict is reported, never forced.
+above -margin, `contradicted` when it lies below -margin; a claim that states an
+`equivalence_margin` m is `equivalent` when two one-sided tests (TOST) place the mean difference
+within (-m, m); `inconclusive` otherwise (and with fewer than two paired seeds), together with
+the smallest difference the seeds could detect (80% power) and the seeds the observed
+difference would need. The verdict is reported, never forced.
 
 Two checks keep a verdict from comparing what it does not claim to. When both sides are sparse
 (measured density below 1), their mean measured densities must agree within
@@ -38,7 +41,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from sparsebench import registry
-from sparsebench.report.stats import mean_interval
+from sparsebench.report.stats import (
+    detectable_difference,
+    equivalent,
+    mean_interval,
+    sample_sd,
+    seeds_needed,
+)
 from sparsebench.report.tables import off_regime
 from sparsebench.spec import Component
 
@@ -64,6 +73,11 @@ class ClaimResult:
     a_density: float = math.nan
     b_density: float = math.nan
     caveats: str = ""
+    test: str = ""
+    detectable: float = math.nan
+    """Smallest difference these seeds detect with 80% power (paired t, 5%)."""
+    seeds_needed: int | None = None
+    """Seeds needed to detect the observed difference with 80% power."""
 
 
 @functools.cache
@@ -211,10 +225,17 @@ def check(claim: dict[str, Any], docs: list[dict[str, Any]]) -> ClaimResult:
         return result
     _, half = mean_interval(diffs)
     result.low, result.high = result.diff - half, result.diff + half
+    equivalence = claim.get("equivalence_margin")
+    result.test = "paired t, 95%" + (f"; TOST within ±{equivalence:g}" if equivalence else "")
     if result.low > -margin:
         result.verdict = "supported"
     elif result.high < -margin:
         result.verdict = "contradicted"
+    elif equivalence and equivalent(diffs, equivalence):
+        result.verdict = f"equivalent (within ±{equivalence:g})"
     else:
         result.verdict = "inconclusive"
+        spread = sample_sd(diffs)
+        result.detectable = detectable_difference(spread, len(diffs))
+        result.seeds_needed = seeds_needed(spread, result.diff + margin)
     return result
