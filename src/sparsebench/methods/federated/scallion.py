@@ -11,24 +11,24 @@ so one vector D_i suffices. SCALLION compresses it:
     x <- x - server_lr * K * lr * (c + (1/|S|) sum_{i in S} d_i)      (server)
     c <- c + (1/N) sum_{i in S} d_i
 so c stays the mean of all N client controls. With C = identity and alpha = 1 this is exactly
-SCAFFOLD (option II) at half its uplink. alpha < 1 damps the compression noise entering the
-controls (the reviewers quote the paper's condition alpha (1 + omega) / N <= 1/4 for a compressor
-of variance omega). The paper's alpha is the `control_alpha` param (`alpha` is the Dirichlet
-partition's); the default 0.1 is the third-party implementation's.
+SCAFFOLD (option II) at half its uplink (checked by its test, iterate for iterate). alpha < 1
+damps the compression noise entering the controls. The paper's alpha is the `control_alpha` param
+(`alpha` is the Dirichlet partition's); the default 0.1 is the third-party implementation's.
 
-Provenance: the algorithm box of the paper could not be read here (two searches of the stored
-copies found only its abstract and reviews). The rule above is the exact algebra of SCAFFOLD
-option II plus the placement of C and alpha of a public third-party Flower implementation
-(Dawitkiros/SA-PEF, sapef_main/sapef/client_app.py and strategies/scaffold_like.py: client
-`delta = alpha * ((x - y_K) / (lr K) - c)`, compressed, added to c_i; server
-`x -= gamma * (mean(d) + c)`, `c += (|S|/N) mean(d)`), which agrees with the reviewers' quoted
-bound terms (1 + omega) alpha^2 / S (model step) and alpha (1 + omega) / N (control step). Their
-global learning rate is gamma = server_lr * K * lr here. For the unbiased compressors allowed,
-C(alpha D) and alpha C(D) coincide (same randomness), so where alpha sits does not matter. The
-rule reads the mean gradient off the trajectory, so it needs plain SGD local steps: a grid with
-another optimizer or momentum is refused when it loads. Messages are combined by a plain mean
-(no robust aggregator, no Byzantine clients: the server needs every client's exact compressed
-innovation).
+Provenance: the paper's algorithm box could not be read here (the stored copies of the arXiv
+HTML, OpenReview and ICLR pages return only the abstract and introduction). The rule above is the
+exact algebra of SCAFFOLD option II plus the placement of C and alpha in a public third-party
+Flower implementation (Dawitkiros/SA-PEF, sapef_main/sapef/client_app.py and
+strategies/scaffold_like.py: client `delta = alpha * ((x - y_K) / (lr K) - c)`, compressed,
+added to c_i; server `x -= gamma * (mean(d) + c)`, `c += (|S|/N) mean(d)`); their global rate
+gamma is server_lr * K * lr here. Unverified against the paper: whether alpha also scales the
+model step (as here) or only the control updates (a DIANA-style reading, x stepped by
+c + mean C(D_i)); both coincide at alpha = 1. For the unbiased compressors allowed, C(alpha D)
+and alpha C(D) coincide (same randomness), so where alpha sits inside the message does not
+matter. The rule reads the mean gradient off the trajectory, so it needs plain SGD local steps:
+a grid with another optimizer or momentum is refused when it loads. Messages are combined by a
+plain mean (no robust aggregator, no Byzantine clients: the server needs every client's exact
+compressed innovation).
 """
 
 from __future__ import annotations
