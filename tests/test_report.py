@@ -280,3 +280,9 @@ def test_no_real_difference_within_the_stated_margin_is_an_equivalent_verdict():
     assert plain.verdict == "inconclusive"
     assert plain.seeds_needed is None or plain.seeds_needed > 3
     assert plain.detectable > abs(plain.diff)
+
+
+def test_a_claims_note_is_shown_beside_its_verdict():
+    docs = [doc("x", {"density": 0.1}, s, 0.9) for s in range(2)]
+    docs += [doc("y", {}, s, 0.8) for s in range(2)]
+    assert check({**CLAIM, "note": "rule unverified"}, docs).caveats == "rule unverified"

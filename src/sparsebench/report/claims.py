@@ -203,7 +203,10 @@ def check(claim: dict[str, Any], docs: list[dict[str, Any]]) -> ClaimResult:
         return result
     a, b = _by_seed(runs_a, claim["a"], metric_a), _by_seed(runs_b, claim["b"], metric_b)
     seeds = sorted(set(a) & set(b)) if "value" not in claim["b"] else sorted(a)
-    result.caveats = "; ".join(_off_regime(runs_a, result.a) + _off_regime(runs_b, result.b))
+    notes = [claim["note"]] if claim.get("note") else []
+    result.caveats = "; ".join(
+        notes + _off_regime(runs_a, result.a) + _off_regime(runs_b, result.b)
+    )
     if not seeds:
         result.verdict = _diverged_verdict(claim, docs, where, a, b) or result.verdict
         return result
