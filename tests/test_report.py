@@ -286,3 +286,13 @@ def test_a_claims_note_is_shown_beside_its_verdict():
     docs = [doc("x", {"density": 0.1}, s, 0.9) for s in range(2)]
     docs += [doc("y", {}, s, 0.8) for s in range(2)]
     assert check({**CLAIM, "note": "rule unverified"}, docs).caveats == "rule unverified"
+
+
+def test_tables_and_figures_price_sparse_training_at_the_flops_it_executed():
+    from sparsebench.report.figures import COST_AXIS
+    from sparsebench.report.tables import train_flops_ratio
+
+    assert train_flops_ratio({"train_dense": 100.0, "train_sparse": 73.0}) == 0.73
+    assert train_flops_ratio({}) is None
+    for family in ("sparse_training", "pruning"):
+        assert COST_AXIS[family][0] == "flops_train_sparse"

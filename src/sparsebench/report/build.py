@@ -28,6 +28,8 @@ TABLE_COLUMNS = {
     "metric_test_ppl": "test ppl",
     "metric_acc_before_prune": "acc before prune",
     "density": "density",
+    "flops_train_sparse": "train FLOPs (executed)",
+    "train_flops_ratio": "train FLOPs / dense",
     "bytes_up": "bytes up",
     "bytes_down": "bytes down",
     "wall_s": "wall s",

@@ -2,7 +2,8 @@
 
 Columns: identity (key, run_id, family, method, dataset, model, hardware, seed, status), params
 as `p_method_*`, `p_dataset_*`, `p_model_*`, metrics as `metric_*`, and the cost axes (density,
-bytes, FLOPs, simulated time per link, wall time, peak memory), how the run departed from its
+bytes, FLOPs with the executed training FLOPs over the dense ones, simulated time per link, wall
+time, peak memory), how the run departed from its
 paper's optimizer regime (`off_regime`, empty when on it), plus git commit.
 """
 
@@ -47,6 +48,7 @@ def row(doc: dict[str, Any]) -> dict[str, Any]:
     out["bytes_down"] = costs.get("bytes", {}).get("down", 0)
     for k, v in costs.get("flops", {}).items():
         out[f"flops_{k}"] = v
+    out["train_flops_ratio"] = train_flops_ratio(costs.get("flops", {}))
     for k, v in costs.get("comm_time_s", {}).items():
         out[f"comm_s_{k}"] = v
     out["wall_s"] = costs.get("wall_s")
@@ -57,6 +59,12 @@ def row(doc: dict[str, Any]) -> dict[str, Any]:
     out["off_regime"] = "; ".join(off_regime(doc))
     out["git_commit"] = doc["provenance"].get("git_commit")
     return out
+
+
+def train_flops_ratio(flops: dict[str, float]) -> float | None:
+    """Training FLOPs as executed over the dense model's for the same steps (None: unknown)."""
+    dense, executed = flops.get("train_dense"), flops.get("train_sparse")
+    return executed / dense if dense and executed is not None else None
 
 
 def off_regime(doc: dict[str, Any]) -> list[str]:
