@@ -16,10 +16,9 @@ beta = 1 and C = identity this is SCAFFOLD (option II) at half its uplink.
 Provenance: the paper's algorithm box could not be read here; this rule is the one in a public
 third-party Flower implementation of SCAFCOM (Dawitkiros/SA-PEF, sapef_main/sapef/client_app.py:
 momentum on the round's mean gradient, payload C(v_i - c_i), c_i += payload, SCALLION's server
-step with alpha = 1; beta = 0.2 there, our default, not confirmed from the paper). At beta = 1
-with C = identity it is exactly SCAFFOLD (checked by its test). Plain SGD local steps only, as
-SCALLION.
-"""
+step with alpha = 1; beta = 0.2 hard-coded there, our default, not confirmed from the paper; v_i
+starts at zero there and here). At beta = 1 with C = identity it is exactly SCAFFOLD (checked by
+its test, iterate for iterate). Plain SGD local steps only, as SCALLION. """
 
 from __future__ import annotations
 

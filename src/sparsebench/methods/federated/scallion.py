@@ -15,21 +15,19 @@ SCAFFOLD (option II) at half its uplink (checked by its test, iterate for iterat
 damps the compression noise entering the controls. The paper's alpha is the `control_alpha` param
 (`alpha` is the Dirichlet partition's); the default 0.1 is the third-party implementation's.
 
-Provenance: the paper's algorithm box could not be read here (the stored copies of the arXiv
-HTML, OpenReview and ICLR pages return only the abstract and introduction). The rule above is the
-exact algebra of SCAFFOLD option II plus the placement of C and alpha in a public third-party
-Flower implementation (Dawitkiros/SA-PEF, sapef_main/sapef/client_app.py and
+Provenance: the paper's algorithm box could not be read here. The rule above is the exact
+algebra of SCAFFOLD option II plus the placement of C and alpha in a public third-party Flower
+implementation (Dawitkiros/SA-PEF, sapef_main/sapef/client_app.py and
 strategies/scaffold_like.py: client `delta = alpha * ((x - y_K) / (lr K) - c)`, compressed,
 added to c_i; server `x -= gamma * (mean(d) + c)`, `c += (|S|/N) mean(d)`); their global rate
 gamma is server_lr * K * lr here. Unverified against the paper: whether alpha also scales the
-model step (as here) or only the control updates (a DIANA-style reading, x stepped by
-c + mean C(D_i)); both coincide at alpha = 1. For the unbiased compressors allowed, C(alpha D)
-and alpha C(D) coincide (same randomness), so where alpha sits inside the message does not
-matter. The rule reads the mean gradient off the trajectory, so it needs plain SGD local steps:
-a grid with another optimizer or momentum is refused when it loads. Messages are combined by a
-plain mean (no robust aggregator, no Byzantine clients: the server needs every client's exact
-compressed innovation).
-"""
+model step (as here) or only the control updates (a DIANA-style reading, x stepped by c + mean
+C(D_i)); both coincide at alpha = 1. For the unbiased compressors allowed, C(alpha D) and alpha
+C(D) coincide (same randomness), so where alpha sits inside the message does not matter. The
+rule reads the mean gradient off the trajectory, so it needs plain SGD local steps: a grid with
+another optimizer or momentum is refused when it loads. Messages are combined by a plain mean
+(no robust aggregator, no Byzantine clients: the server needs every client's exact compressed
+innovation). """
 
 from __future__ import annotations
 
