@@ -186,9 +186,11 @@ PLAIN = (type(None), bool, int, float, complex, str, bytes, torch.Size, torch.dt
 """Values a checkpoint keeps as they are (immutable, and readable with weights_only=True)."""
 
 
-def capture(obj: Any) -> dict[str, Any]:
+def capture(obj: Any, skip: frozenset[str] = frozenset()) -> dict[str, Any]:
     """The mutable state of `obj`, walked from its instance attributes into plain nodes that
-    `torch.load(weights_only=True)` reads back and `restore` puts back in place.
+    `torch.load(weights_only=True)` reads back and `restore` puts back in place. Attributes
+    named in `skip` are left out (and left as they are by `restore`): what `obj`'s constructor
+    rebuilds from its arguments.
 
     Walked: tensors (cloned, so later in-place updates cannot alter the snapshot), generators
     (their state), optimizers (their parameters and state_dict), modules (their state_dict
@@ -198,7 +200,7 @@ def capture(obj: Any) -> dict[str, Any]:
     restored as one object. Anything else raises TypeError naming where it was found: its
     owner must then override state_dict/load_state_dict.
     """
-    return _Capture().attributes(obj, type(obj).__name__)
+    return _Capture().attributes(obj, type(obj).__name__, skip)
 
 
 def restore(obj: Any, state: dict[str, Any]) -> None:
@@ -254,8 +256,14 @@ class _Capture:
         self.seen: dict[int, int] = {}
         self.alive: list[Any] = []  # keeps temporaries (state_dicts) alive, so ids stay unique
 
-    def attributes(self, obj: Any, path: str) -> dict[str, tuple]:
-        return {name: self.node(value, f"{path}.{name}") for name, value in vars(obj).items()}
+    def attributes(
+        self, obj: Any, path: str, skip: frozenset[str] = frozenset()
+    ) -> dict[str, tuple]:
+        return {
+            name: self.node(value, f"{path}.{name}")
+            for name, value in vars(obj).items()
+            if name not in skip
+        }
 
     def node(self, value: Any, path: str) -> tuple:
         if isinstance(value, PLAIN):

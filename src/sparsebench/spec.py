@@ -117,7 +117,7 @@ class Budget:
     target_acc: float = 0.0
     """Test accuracy whose first crossing defines time-to-target (0: not measured)."""
     checkpoint_every: int = 0
-    """Save a resumable checkpoint every this many steps (0: never)."""
+    """Save a resumable checkpoint every this many steps (federated: rounds; 0: never)."""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "lr_milestones", tuple(float(f) for f in self.lr_milestones))

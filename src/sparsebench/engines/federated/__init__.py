@@ -10,6 +10,12 @@ One loop per execution model, chosen by the strategy's declared `execution`:
 - `sampled-gossip`: no server, MoDeST-style sampled rounds (`decentralized.py`).
 Client training, uploads and byte counting (`clients.py`) and the per-round record and result
 (`record.py`) are shared by all of them.
+
+Checkpoints (`resume.py`, also shared): with a path in `ctx.extra["checkpoint"]` and
+budget.checkpoint_every > 0, every loop saves its whole state every that many budget *rounds*
+(server rounds, server steps of the buffered loop, intervals of the fixed-interval one, gossip
+or sampled rounds), resumes a killed run from a verified checkpoint of the same run, and
+removes it when the run ends; a resumed run ends with the same result as an uninterrupted one.
 """
 
 from __future__ import annotations

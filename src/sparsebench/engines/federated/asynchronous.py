@@ -1,5 +1,7 @@
 """Asynchronous server loops on a simulated clock: buffered (FedBuff) and fixed-interval
-(FedFix)."""
+(FedFix). A budget round is one server step (buffered) or one interval (fixed-interval), and
+checkpoints count the same rounds; a checkpoint holds the clock, the clients in flight and the
+updates buffered so far."""
 
 from __future__ import annotations
 
@@ -8,6 +10,7 @@ import math
 from dataclasses import dataclass, field
 
 import torch
+from tqdm import tqdm
 
 from sparsebench.engines.context import RunContext
 from sparsebench.engines.federated.clients import (
@@ -20,6 +23,7 @@ from sparsebench.engines.federated.clients import (
     upload,
 )
 from sparsebench.engines.federated.record import log_round, new_curves, run_result
+from sparsebench.engines.federated.resume import Checkpoints, Progress
 from sparsebench.seeds import derive
 from sparsebench.spec import RunResult
 
@@ -35,17 +39,92 @@ class _Job:
     loss: float = field(compare=False)
 
 
-def async_setup(ctx: RunContext):
+@dataclass(frozen=True)
+class _Setup:
     """What both asynchronous loops draw from the run's seeds: the partition, the client
-    sampler, the attack noise, the Byzantine set and the client speeds."""
+    sampler, the attack noise, the Byzantine set, the client speeds, and a model's bytes."""
+
+    parts: list[torch.Tensor]
+    sampler: torch.Generator
+    attacker: torch.Generator
+    byzantine: set[int]
+    speeds: torch.Tensor
+    model_bytes: int
+
+
+def async_setup(ctx: RunContext) -> _Setup:
+    """The run's fixed setup, drawn before any checkpoint is read (a resume overwrites the
+    generators' states)."""
     params, root = ctx.method.params, ctx.seeds["root"]
-    return (
+    return _Setup(
         partition_clients(ctx),
         torch.Generator().manual_seed(ctx.seeds["method"]),
         torch.Generator().manual_seed(derive(root, "attack")),
         byzantine_clients(params.clients, params.byzantine_fraction, derive(root, "byzantine")),
         ctx.method.client_speeds(derive(root, "client-speeds")),
+        message_bytes({"model": model_vector(ctx.model)}),
     )
+
+
+@dataclass(kw_only=True)
+class _Buffered(Progress):
+    """The buffered loop between server steps (`rounds_done` is the model version): the
+    clients in flight (a heap by finish time), the buffer, and the clients that finished at
+    `now`, restarted once every client finishing at `now` is buffered."""
+
+    global_vec: torch.Tensor
+    sampler: torch.Generator
+    attacker: torch.Generator
+    jobs: list[_Job] = field(default_factory=list)
+    buffer: list[tuple[torch.Tensor, int, float]] = field(default_factory=list)
+    now: float = 0.0
+    idle: int = 0
+    dispatches: int = 0
+    order: int = 0
+    up: int = 0
+    down: int = 0
+
+
+def _dispatch(ctx: RunContext, setup: _Setup, run: _Buffered, count: int) -> None:
+    """Start `count` idle clients, drawn by the sampler, on the current model at `run.now`."""
+    busy = {job.client for job in run.jobs}
+    idle = [c for c in range(ctx.method.params.clients) if c not in busy]
+    draw = torch.randperm(len(idle), generator=run.sampler)[:count].tolist()
+    chosen = [idle[i] for i in draw]
+    run.dispatches += 1
+    trained, losses = train_round(ctx, setup.parts, chosen, run.dispatches, run.global_vec)
+    for client, vec, loss in zip(chosen, trained, losses, strict=True):
+        finish = run.now + float(setup.speeds[client]) * ctx.budget.local_steps
+        run.order += 1
+        job = _Job(finish, run.order, client, run.rounds_done, run.global_vec, vec, loss)
+        heapq.heappush(run.jobs, job)
+    run.down += setup.model_bytes * len(chosen)
+
+
+def _restart_idle(ctx: RunContext, setup: _Setup, run: _Buffered) -> None:
+    """Once no client in flight finishes at `run.now`, start as many as finished then."""
+    if run.jobs and run.jobs[0].finish == run.now:
+        return
+    _dispatch(ctx, setup, run, run.idle)
+    run.idle = 0
+
+
+def _fill_buffer(ctx: RunContext, setup: _Setup, run: _Buffered) -> bool:
+    """Buffer finished updates in order of arrival, with their staleness, until the buffer is
+    full; False when a client's loss stopped being finite."""
+    size = ctx.method.params.buffer_size
+    while len(run.buffer) < size:
+        job = heapq.heappop(run.jobs)
+        if not math.isfinite(job.loss):
+            return False
+        run.now, run.idle = job.finish, run.idle + 1
+        byzantine = job.client in setup.byzantine
+        msg = upload(ctx, job.client, job.start, job.trained, byzantine, run.attacker)
+        run.up += message_bytes(msg)
+        run.buffer.append((msg["delta"], run.rounds_done - job.version, job.loss))
+        if len(run.buffer) < size:
+            _restart_idle(ctx, setup, run)
+    return True
 
 
 def run_buffered(ctx: RunContext) -> RunResult:
@@ -53,58 +132,93 @@ def run_buffered(ctx: RunContext) -> RunResult:
     flight; finished updates are buffered with their staleness; the strategy steps once per full
     buffer. A budget round is one server step. Clients finishing at the same instant are all
     buffered before idle clients are started on the current model."""
-    strategy, params, budget = ctx.method, ctx.method.params, ctx.budget
-    parts, sampler, attacker, byzantine, speeds = async_setup(ctx)
-    global_vec = model_vector(ctx.model)
-    model_bytes = message_bytes({"model": global_vec})
-    curves = {**new_curves(), "sim_time": []}
-    traffic: list[tuple[int, int]] = []
-    state = {"version": 0, "dispatches": 0, "order": 0, "down": 0, "up": 0}
-    jobs: list[_Job] = []
-    buffer: list[tuple[torch.Tensor, int, float]] = []
-
-    def dispatch(count: int, now: float) -> None:
-        busy = {job.client for job in jobs}
-        idle = [c for c in range(params.clients) if c not in busy]
-        chosen = [idle[i] for i in torch.randperm(len(idle), generator=sampler)[:count].tolist()]
-        state["dispatches"] += 1
-        trained, losses = train_round(ctx, parts, chosen, state["dispatches"], global_vec)
-        for client, vec, loss in zip(chosen, trained, losses, strict=True):
-            finish = now + float(speeds[client]) * budget.local_steps
-            state["order"] += 1
-            job = _Job(finish, state["order"], client, state["version"], global_vec, vec, loss)
-            heapq.heappush(jobs, job)
-        state["down"] += model_bytes * len(chosen)
-
-    dispatch(params.clients_per_round, 0.0)
+    strategy, budget = ctx.method, ctx.budget
+    setup = async_setup(ctx)
+    run = _Buffered(
+        curves={**new_curves(), "sim_time": []},
+        global_vec=model_vector(ctx.model),
+        sampler=setup.sampler,
+        attacker=setup.attacker,
+    )
+    saves = Checkpoints(ctx)
+    if not saves.resume(run):
+        _dispatch(ctx, setup, run, strategy.params.clients_per_round)
     diverged = False
-    while state["version"] < budget.rounds and not diverged:
-        now, finished = jobs[0].finish, []
-        while jobs and jobs[0].finish == now:
-            finished.append(heapq.heappop(jobs))
-        for job in finished:
-            if not math.isfinite(job.loss):
-                diverged = True
-                break
-            msg = upload(ctx, job.client, job.start, job.trained, job.client in byzantine, attacker)
-            state["up"] += message_bytes(msg)
-            buffer.append((msg["delta"], state["version"] - job.version, job.loss))
-            if len(buffer) == strategy.params.buffer_size:
-                deltas, stale, losses = (list(t) for t in zip(*buffer, strict=True))
-                global_vec = strategy.aggregate_buffer(global_vec, deltas, stale)
-                state["version"] += 1
-                buffer.clear()
-                load_vector(ctx.model, global_vec)
-                log_round(ctx, curves, state["version"], losses, state["up"], state["down"])
-                curves["sim_time"].append(now)
-                traffic.append((2 * model_bytes, 2))
-                state["up"] = state["down"] = 0
-                if state["version"] == budget.rounds:
-                    break
-        if state["version"] < budget.rounds and not diverged:
-            dispatch(len(finished), now)
-    load_vector(ctx.model, global_vec)
-    return run_result(ctx, parts, curves, traffic, diverged)
+    steps = range(run.rounds_done + 1, budget.rounds + 1)
+    for version in tqdm(steps, desc="server steps", mininterval=2.0, leave=False):
+        if not _fill_buffer(ctx, setup, run):
+            diverged = True
+            break
+        deltas, stale, losses = (list(t) for t in zip(*run.buffer, strict=True))
+        run.global_vec = strategy.aggregate_buffer(run.global_vec, deltas, stale)
+        run.rounds_done = version
+        run.buffer.clear()
+        load_vector(ctx.model, run.global_vec)
+        log_round(ctx, run.curves, version, losses, run.up, run.down)
+        run.curves["sim_time"].append(run.now)
+        run.traffic.append((2 * setup.model_bytes, 2))
+        run.up = run.down = 0
+        if version < budget.rounds:
+            _restart_idle(ctx, setup, run)
+        saves.reached(run)
+    saves.finish()
+    load_vector(ctx.model, run.global_vec)
+    return run_result(ctx, setup.parts, run.curves, run.traffic, diverged)
+
+
+@dataclass(kw_only=True)
+class _FixedInterval(Progress):
+    """The fixed-interval loop between merges: every active client's work in flight (finish
+    time, the model it started from, its trained model, its loss) and the downlink bytes of
+    the round under way."""
+
+    global_vec: torch.Tensor
+    attacker: torch.Generator
+    jobs: dict[int, tuple[float, torch.Tensor, torch.Tensor, float]] = field(default_factory=dict)
+    down: int = 0
+
+
+def _start(
+    ctx: RunContext, setup: _Setup, run: _FixedInterval, clients: list[int], now: float, rnd: int
+) -> None:
+    """Clients `clients` start round `rnd`'s local work on the current model at `now`."""
+    trained, losses = train_round(ctx, setup.parts, clients, rnd, run.global_vec)
+    for client, vec, loss in zip(clients, trained, losses, strict=True):
+        finish = now + float(setup.speeds[client]) * ctx.budget.local_steps
+        run.jobs[client] = (finish, run.global_vec, vec, loss)
+
+
+def _merge(
+    ctx: RunContext, setup: _Setup, run: _FixedInterval, active: list[int], rnd: int
+) -> bool:
+    """Interval `rnd`: merge the updates of the clients that finished by its end and restart
+    them on the new model (nothing happens when none did); False when a loss stopped being
+    finite."""
+    strategy, budget = ctx.method, ctx.budget
+    now = rnd * strategy.interval_length(budget.local_steps)
+    done = [c for c in active if run.jobs[c][0] <= now * (1 + 1e-12)]
+    if not done:
+        return True
+    losses = [run.jobs[c][3] for c in done]
+    if not all(math.isfinite(v) for v in losses):
+        return False
+    msgs = [
+        upload(ctx, c, run.jobs[c][1], run.jobs[c][2], c in setup.byzantine, run.attacker)
+        for c in done
+    ]
+    up = sum(message_bytes(m) for m in msgs)
+    deltas = [m["delta"] for m in msgs]
+    run.global_vec = strategy.aggregate_interval(run.global_vec, deltas, done, budget.local_steps)
+    load_vector(ctx.model, run.global_vec)
+    sending = done if rnd < budget.rounds else []
+    run.down += setup.model_bytes * len(sending)
+    log_round(ctx, run.curves, rnd, losses, up, run.down)
+    run.curves["sim_time"].append(now)
+    run.traffic.append((2 * setup.model_bytes, 2))
+    run.down = 0
+    if sending:
+        _start(ctx, setup, run, sending, now, rnd + 1)
+    return True
 
 
 def run_fixed_interval(ctx: RunContext) -> RunResult:
@@ -114,47 +228,27 @@ def run_fixed_interval(ctx: RunContext) -> RunResult:
     keep training on the version they hold. A budget round is one interval; an interval in
     which nobody finished leaves the model as it is and is not logged."""
     strategy, params, budget = ctx.method, ctx.method.params, ctx.budget
-    parts, sampler, attacker, byzantine, speeds = async_setup(ctx)
-    active = sorted(torch.randperm(params.clients, generator=sampler)[: params.clients_per_round])
-    active = [int(c) for c in active]
-    strategy.set_population(active, [len(parts[c]) for c in active])
-    interval = strategy.interval_length(budget.local_steps)
-    global_vec = model_vector(ctx.model)
-    model_bytes = message_bytes({"model": global_vec})
-    curves = {**new_curves(), "sim_time": []}
-    traffic: list[tuple[int, int]] = []
-    jobs: dict[int, tuple[float, torch.Tensor, torch.Tensor, float]] = {}
-
-    def dispatch(clients: list[int], now: float, rnd: int) -> None:
-        trained, losses = train_round(ctx, parts, clients, rnd, global_vec)
-        for client, vec, loss in zip(clients, trained, losses, strict=True):
-            finish = now + float(speeds[client]) * budget.local_steps
-            jobs[client] = (finish, global_vec, vec, loss)
-
-    dispatch(active, 0.0, 1)
-    down = model_bytes * len(active)
+    setup = async_setup(ctx)
+    drawn = torch.randperm(params.clients, generator=setup.sampler)[: params.clients_per_round]
+    active = sorted(int(c) for c in drawn)
+    strategy.set_population(active, [len(setup.parts[c]) for c in active])
+    run = _FixedInterval(
+        curves={**new_curves(), "sim_time": []},
+        global_vec=model_vector(ctx.model),
+        attacker=setup.attacker,
+    )
+    saves = Checkpoints(ctx)
+    if not saves.resume(run):
+        _start(ctx, setup, run, active, 0.0, 1)
+        run.down = setup.model_bytes * len(active)
     diverged = False
-    for rnd in range(1, budget.rounds + 1):
-        now = rnd * interval
-        done = [c for c in active if jobs[c][0] <= now * (1 + 1e-12)]
-        if not done:
-            continue
-        losses = [jobs[c][3] for c in done]
-        if not all(math.isfinite(v) for v in losses):
+    intervals = range(run.rounds_done + 1, budget.rounds + 1)
+    for rnd in tqdm(intervals, desc="intervals", mininterval=2.0, leave=False):
+        if not _merge(ctx, setup, run, active, rnd):
             diverged = True
             break
-        msgs = [upload(ctx, c, jobs[c][1], jobs[c][2], c in byzantine, attacker) for c in done]
-        up = sum(message_bytes(m) for m in msgs)
-        deltas = [m["delta"] for m in msgs]
-        global_vec = strategy.aggregate_interval(global_vec, deltas, done, budget.local_steps)
-        load_vector(ctx.model, global_vec)
-        sending = done if rnd < budget.rounds else []
-        down += model_bytes * len(sending)
-        log_round(ctx, curves, rnd, losses, up, down)
-        curves["sim_time"].append(now)
-        traffic.append((2 * model_bytes, 2))
-        down = 0
-        if sending:
-            dispatch(sending, now, rnd + 1)
-    load_vector(ctx.model, global_vec)
-    return run_result(ctx, parts, curves, traffic, diverged)
+        run.rounds_done = rnd
+        saves.reached(run)
+    saves.finish()
+    load_vector(ctx.model, run.global_vec)
+    return run_result(ctx, setup.parts, run.curves, run.traffic, diverged)

@@ -1,9 +1,11 @@
 """Loops without a server: gossip between all nodes (D-PSGD and kin) and MoDeST-style sampled
-rounds whose aggregators change every round."""
+rounds whose aggregators change every round. Checkpoints hold every node's model (gossip) or
+the model the next sample trains from (sampled), with the strategy's state."""
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 from tqdm import tqdm
@@ -17,8 +19,16 @@ from sparsebench.engines.federated.clients import (
     train_round,
 )
 from sparsebench.engines.federated.record import log_round, new_curves, run_result
+from sparsebench.engines.federated.resume import Checkpoints, Progress
 from sparsebench.seeds import derive
 from sparsebench.spec import RunResult
+
+
+@dataclass(kw_only=True)
+class _Model(Progress):
+    """The sampled-gossip loop between rounds: the model the next sample trains from."""
+
+    model: torch.Tensor
 
 
 def run_sampled(ctx: RunContext) -> RunResult:
@@ -29,27 +39,31 @@ def run_sampled(ctx: RunContext) -> RunResult:
     sends one model per sample member."""
     strategy, budget = ctx.method, ctx.budget
     parts = partition_clients(ctx)
-    model = model_vector(ctx.model)
-    model_bytes = message_bytes({"model": model})
-    curves = new_curves()
-    traffic: list[tuple[int, int]] = []
+    run = _Model(curves=new_curves(), model=model_vector(ctx.model))
+    model_bytes = message_bytes({"model": run.model})
+    saves = Checkpoints(ctx)
+    saves.resume(run)
     diverged = False
-    for rnd in tqdm(range(1, budget.rounds + 1), desc="samples", mininterval=2.0, leave=False):
+    rounds = range(run.rounds_done + 1, budget.rounds + 1)
+    for rnd in tqdm(rounds, desc="samples", mininterval=2.0, leave=False):
         sample = strategy.sample(rnd)
-        trained, losses = train_round(ctx, parts, sample, rnd, model)
+        trained, losses = train_round(ctx, parts, sample, rnd, run.model)
         if not all(math.isfinite(v) for v in losses):
             diverged = True
             break
         aggregators = strategy.aggregators_of(rnd + 1)
-        model = strategy.average(trained)
+        run.model = strategy.average(trained)
         up = model_bytes * strategy.transfers(sample, aggregators)
         following = strategy.sample(rnd + 1) if rnd < budget.rounds else []
         down = model_bytes * strategy.transfers(aggregators, following)
-        traffic.append((2 * len(sample) * model_bytes, 2 * len(sample)))
-        load_vector(ctx.model, model)
-        log_round(ctx, curves, rnd, losses, up, down)
-    load_vector(ctx.model, model)
-    return run_result(ctx, parts, curves, traffic, diverged)
+        run.traffic.append((2 * len(sample) * model_bytes, 2 * len(sample)))
+        load_vector(ctx.model, run.model)
+        log_round(ctx, run.curves, rnd, losses, up, down)
+        run.rounds_done = rnd
+        saves.reached(run)
+    saves.finish()
+    load_vector(ctx.model, run.model)
+    return run_result(ctx, parts, run.curves, run.traffic, diverged)
 
 
 def consensus_distance(models: torch.Tensor) -> float:
@@ -76,6 +90,13 @@ def node_models(model: torch.nn.Module, nodes: int, init: str, seed: int) -> tor
     return torch.stack(rows)
 
 
+@dataclass(kw_only=True)
+class _Nodes(Progress):
+    """The gossip loop between rounds: every node's model [N, d]."""
+
+    models: torch.Tensor
+
+
 def run_gossip(ctx: RunContext) -> RunResult:
     """Every node trains locally from its own model, then the strategy gossips (a strategy
     that `merges_at_end` replaces the last round's gossip by its global merge); the nodes'
@@ -84,28 +105,35 @@ def run_gossip(ctx: RunContext) -> RunResult:
     strategy, params, budget = ctx.method, ctx.method.params, ctx.budget
     parts = partition_clients(ctx)
     nodes = list(range(params.clients))
-    models = node_models(ctx.model, params.clients, params.init, ctx.seeds["init"])
-    model_bytes = message_bytes({"model": models[0]})
+    run = _Nodes(
+        curves={**new_curves(), "consensus_distance": []},
+        models=node_models(ctx.model, params.clients, params.init, ctx.seeds["init"]),
+    )
+    model_bytes = message_bytes({"model": run.models[0]})
     layout = [p.numel() for p in ctx.model.parameters()]
-    curves = {**new_curves(), "consensus_distance": []}
-    traffic: list[tuple[int, int]] = []
+    saves = Checkpoints(ctx)
+    saves.resume(run)
     diverged = False
-    for rnd in tqdm(range(1, budget.rounds + 1), desc="gossip", mininterval=2.0, leave=False):
-        models, losses = train_round(ctx, parts, nodes, rnd, models)
+    rounds = range(run.rounds_done + 1, budget.rounds + 1)
+    for rnd in tqdm(rounds, desc="gossip", mininterval=2.0, leave=False):
+        models, losses = train_round(ctx, parts, nodes, rnd, run.models)
         if not all(math.isfinite(v) for v in losses):
             diverged = True
             break
         if strategy.merges_at_end and rnd == budget.rounds:
-            models = strategy.merge(models)
+            run.models = strategy.merge(models)
         else:
-            models = strategy.gossip(models, layout)
+            run.models = strategy.gossip(models, layout)
         sent = sum(strategy.messages_per_node()) * model_bytes
-        traffic.append((max(strategy.messages_per_node()) * model_bytes, 2))
-        load_vector(ctx.model, models.mean(0))
-        log_round(ctx, curves, rnd, losses, sent, sent)
-        curves["consensus_distance"].append(consensus_distance(models))
-    load_vector(ctx.model, models.mean(0))
-    result = run_result(ctx, parts, curves, traffic, diverged)
-    if curves["consensus_distance"]:
-        result.metrics["consensus_distance"] = curves["consensus_distance"][-1]
+        run.traffic.append((max(strategy.messages_per_node()) * model_bytes, 2))
+        load_vector(ctx.model, run.models.mean(0))
+        log_round(ctx, run.curves, rnd, losses, sent, sent)
+        run.curves["consensus_distance"].append(consensus_distance(run.models))
+        run.rounds_done = rnd
+        saves.reached(run)
+    saves.finish()
+    load_vector(ctx.model, run.models.mean(0))
+    result = run_result(ctx, parts, run.curves, run.traffic, diverged)
+    if run.curves["consensus_distance"]:
+        result.metrics["consensus_distance"] = run.curves["consensus_distance"][-1]
     return result

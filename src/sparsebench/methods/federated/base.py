@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import torch
 
+from sparsebench import checkpoint
 from sparsebench.checks import check_density, check_range
 from sparsebench.comm.aggregation import combine
 from sparsebench.comm.compressors import QSGD, Compressor, Identity, RandK, ScaledSign, TopK
@@ -74,6 +75,15 @@ class Strategy:
     def __init__(self, params: FederatedParams, seed: int) -> None:
         self.params = params
         self.seed = seed
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything the strategy's future depends on (server moments, control variates,
+        client states, generators), walked from its attributes by `checkpoint.capture`, so a
+        resumed run continues exactly; override only for state the walker cannot take."""
+        return checkpoint.capture(self)
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        checkpoint.restore(self, state)
 
     def broadcast(self, global_vec: torch.Tensor) -> Message:
         """What every sampled client downloads this round."""
@@ -176,6 +186,11 @@ class GossipStrategy(Strategy):
         super().__init__(params, seed)
         self.graph = topology_graph(params.topology, params.clients, params.degree, seed)
         self.w = mixing_matrix(self.graph, params.weights)
+
+    def state_dict(self) -> dict[str, Any]:
+        """The state without the graph, which the constructor rebuilds from the params and
+        seed (and the walker cannot take)."""
+        return checkpoint.capture(self, skip=frozenset({"graph"}))
 
     def gossip(self, models: torch.Tensor, layout: list[int]) -> torch.Tensor:
         """`gossip_steps` rounds of neighbour averaging, X <- W X (in float64, then back).
