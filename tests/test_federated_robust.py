@@ -165,3 +165,24 @@ def test_unknown_attacks_are_refused_with_the_valid_names():
 def test_omniscient_attacks_are_refused_per_client(kind):
     with pytest.raises(ValueError, match="attack_round"):
         attack(torch.ones(3), kind, 1.0, torch.Generator())
+
+
+@pytest.mark.parametrize("kind", ["alie", "ipm"])
+def test_omniscient_attacks_run_through_the_synchronous_engine(tiny_data, kind):
+    def final(extra: dict) -> torch.Tensor:
+        opts = {"clients": 8, "clients_per_round": 8, "partition": "iid", **extra}
+        method = registry.get("federated", "fedavg").obj(
+            registry.make_params("federated", "fedavg", opts), 0
+        )
+        spec = RunSpec("federated", Component("fedavg"), Component("tiny"), Component("mlp"))
+        budget = Budget(rounds=2, local_steps=2, batch_size=16, optimizer="sgd", lr=0.1)
+        torch.manual_seed(0)
+        model = MLP(8, 16, 1, 4)
+        run(RunContext(spec, tiny_data, model, method, budget, all_seeds(0)))
+        return model_vector(model)
+
+    honest = final({})
+    attacked = final({"byzantine_fraction": 0.25, "attack": kind, "aggregator": "median"})
+    assert torch.isfinite(attacked).all() and not torch.allclose(attacked, honest)
+    with pytest.raises(ValueError, match="'alie', 'ipm'"):
+        registry.make_params("federated", "fedavg", {"attack": "lie"})

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 import torch
 from tqdm import tqdm
 
+from sparsebench.comm.attacks import OMNISCIENT
 from sparsebench.engines.context import RunContext
 from sparsebench.engines.federated.clients import (
     byzantine_clients,
@@ -21,6 +22,7 @@ from sparsebench.engines.federated.clients import (
     partition_clients,
     train_round,
     upload,
+    upload_round,
 )
 from sparsebench.engines.federated.record import log_round, new_curves, run_result
 from sparsebench.engines.federated.resume import Checkpoints, Progress
@@ -133,6 +135,11 @@ def run_buffered(ctx: RunContext) -> RunResult:
     buffer. A budget round is one server step. Clients finishing at the same instant are all
     buffered before idle clients are started on the current model."""
     strategy, budget = ctx.method, ctx.budget
+    if strategy.params.attack in OMNISCIENT and strategy.params.byzantine_fraction > 0:
+        raise ValueError(
+            f"attack {strategy.params.attack!r} needs a round of uploads to see; FedBuff "
+            "aggregates one client at a time (valid attacks here: sign-flip, gaussian, scaled)"
+        )
     setup = async_setup(ctx)
     run = _Buffered(
         curves={**new_curves(), "sim_time": []},
@@ -202,10 +209,8 @@ def _merge(
     losses = [run.jobs[c][3] for c in done]
     if not all(math.isfinite(v) for v in losses):
         return False
-    msgs = [
-        upload(ctx, c, run.jobs[c][1], run.jobs[c][2], c in setup.byzantine, run.attacker)
-        for c in done
-    ]
+    starts, trained = [run.jobs[c][1] for c in done], [run.jobs[c][2] for c in done]
+    msgs = upload_round(ctx, done, starts, trained, setup.byzantine, run.attacker)
     up = sum(message_bytes(m) for m in msgs)
     deltas = [m["delta"] for m in msgs]
     run.global_vec = strategy.aggregate_interval(run.global_vec, deltas, done, budget.local_steps)

@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch.nn.utils import parameters_to_vector
 
 from sparsebench import registry
-from sparsebench.comm.attacks import attack
+from sparsebench.comm.attacks import attack, attack_round
 from sparsebench.comm.compressors import Identity
 from sparsebench.data.base import Dataset
 from sparsebench.data.partition import dirichlet, iid, natural, shards, write_manifest
@@ -197,3 +197,28 @@ def upload(ctx, client, global_vec, local, byzantine: bool, attacker) -> Message
     if byzantine:
         msg["delta"] = attack(msg["delta"], params.attack, params.attack_scale, attacker)
     return msg
+
+
+def upload_round(ctx, clients, starts, trained, byzantine, attacker) -> list[Message]:
+    """The messages of clients uploading together; the Byzantine ones replace their updates
+    through `attack_round`, so the omniscient attacks (ALIE, IPM) see the round's honest ones."""
+    strategy, params, budget = ctx.method, ctx.method.params, ctx.budget
+    msgs = [
+        strategy.client_message(c, s, y, budget.local_steps, budget.lr)
+        for c, s, y in zip(clients, starts, trained, strict=True)
+    ]
+    flags = [c in byzantine for c in clients]
+    if any(flags):
+        deltas = torch.stack([m["delta"] for m in msgs])
+        attacked = attack_round(
+            deltas,
+            flags,
+            params.attack,
+            params.attack_scale,
+            attacker,
+            epsilon=params.ipm_epsilon,
+            z=params.alie_z,
+        )
+        for m, d in zip(msgs, attacked, strict=True):
+            m["delta"] = d
+    return msgs

@@ -16,7 +16,7 @@ from sparsebench.engines.federated.clients import (
     model_vector,
     partition_clients,
     train_round,
-    upload,
+    upload_round,
 )
 from sparsebench.engines.federated.record import log_round, new_curves, run_result
 from sparsebench.engines.federated.resume import Checkpoints, Progress
@@ -58,10 +58,8 @@ def run_synchronous(ctx: RunContext) -> RunResult:
         if not all(math.isfinite(v) for v in losses):
             diverged = True
             break
-        messages = [
-            upload(ctx, client, global_vec, local, client in byzantine, server.attacker)
-            for client, local in zip(sampled, trained, strict=True)
-        ]
+        starts = [global_vec] * len(sampled)
+        messages = upload_round(ctx, sampled, starts, trained, byzantine, server.attacker)
         up = sum(message_bytes(m) for m in messages)
         server.global_vec = strategy.aggregate(
             global_vec, messages, [len(parts[c]) for c in sampled]

@@ -43,8 +43,12 @@ class FederatedParams:
     aggregator: Literal["mean", "median", "trimmed-mean", "krum"] = "mean"
     trim_fraction: float = 0.1
     byzantine_fraction: float = 0.0
-    attack: Literal["sign-flip", "gaussian", "scaled"] = "sign-flip"
+    attack: Literal["sign-flip", "gaussian", "scaled", "alie", "ipm"] = "sign-flip"
     attack_scale: float = 10.0
+    """Strength of sign-flip, gaussian and scaled."""
+    ipm_epsilon: float = 0.1
+    alie_z: float | None = None
+    """None: ALIE's z_max for the round's clients and Byzantine count (the paper's)."""
     simulation: Literal["vmap", "sequential"] = "vmap"
 
     def __post_init__(self) -> None:
@@ -54,6 +58,7 @@ class FederatedParams:
         check_range("trim_fraction", self.trim_fraction, 0.0, 0.5, high_open=True)
         check_range("byzantine_fraction", self.byzantine_fraction, 0.0, 1.0, high_open=True)
         check_range("attack_scale", self.attack_scale, 0.0)
+        check_range("ipm_epsilon", self.ipm_epsilon, 0.0, low_open=True)
 
 
 class Strategy:
