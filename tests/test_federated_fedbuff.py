@@ -49,3 +49,12 @@ def test_fedbuff_with_heterogeneous_speeds_runs_the_requested_server_steps(tiny_
     times = result.curves["sim_time"]
     assert len(times) == 3 and times == sorted(times)
     assert result.costs["bytes"]["up"] > 0
+
+
+def test_an_omniscient_attack_is_refused_at_load_time_for_fedbuff():
+    import pytest
+
+    from sparsebench import registry
+
+    with pytest.raises(ValueError, match="FedBuff aggregates one client at a time"):
+        registry.make_params("federated", "fedbuff", {"byzantine_fraction": 0.2, "attack": "alie"})

@@ -12,7 +12,6 @@ from dataclasses import dataclass, field
 import torch
 from tqdm import tqdm
 
-from sparsebench.comm.attacks import OMNISCIENT
 from sparsebench.engines.context import RunContext
 from sparsebench.engines.federated.clients import (
     byzantine_clients,
@@ -135,11 +134,6 @@ def run_buffered(ctx: RunContext) -> RunResult:
     buffer. A budget round is one server step. Clients finishing at the same instant are all
     buffered before idle clients are started on the current model."""
     strategy, budget = ctx.method, ctx.budget
-    if strategy.params.attack in OMNISCIENT and strategy.params.byzantine_fraction > 0:
-        raise ValueError(
-            f"attack {strategy.params.attack!r} needs a round of uploads to see; FedBuff "
-            "aggregates one client at a time (valid attacks here: sign-flip, gaussian, scaled)"
-        )
     setup = async_setup(ctx)
     run = _Buffered(
         curves={**new_curves(), "sim_time": []},

@@ -21,6 +21,7 @@ import torch
 
 from sparsebench.checks import check_range
 from sparsebench.comm.aggregation import combine
+from sparsebench.comm.attacks import OMNISCIENT, PER_CLIENT
 from sparsebench.methods.federated.base import FederatedParams, Strategy
 from sparsebench.registry import register
 
@@ -36,6 +37,11 @@ class FedBuffParams(FederatedParams):
         super().__post_init__()
         check_range("buffer_size", self.buffer_size, 1)
         check_range("server_lr", self.server_lr, 0.0, low_open=True)
+        if self.attack in OMNISCIENT and self.byzantine_fraction > 0:
+            raise ValueError(
+                f"attack {self.attack!r} needs a round of uploads to see; FedBuff aggregates "
+                f"one client at a time (valid attacks: {', '.join(PER_CLIENT)})"
+            )
         check_range("speed_sigma", self.speed_sigma, 0.0)
 
 

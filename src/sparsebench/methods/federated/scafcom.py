@@ -18,7 +18,7 @@ third-party Flower implementation of SCAFCOM (Dawitkiros/SA-PEF, sapef_main/sape
 momentum on the round's mean gradient, payload C(v_i - c_i), c_i += payload, SCALLION's server
 step with alpha = 1; beta = 0.2 hard-coded there, our default, not confirmed from the paper; v_i
 starts at zero there and here). At beta = 1 with C = identity it is exactly SCAFFOLD (checked by
-its test, iterate for iterate). Plain SGD local steps only, as SCALLION. """
+its test, iterate for iterate). Plain SGD local steps only, as SCALLION."""
 
 from __future__ import annotations
 

@@ -27,7 +27,7 @@ C(D) coincide (same randomness), so where alpha sits inside the message does not
 rule reads the mean gradient off the trajectory, so it needs plain SGD local steps: a grid with
 another optimizer or momentum is refused when it loads. Messages are combined by a plain mean
 (no robust aggregator, no Byzantine clients: the server needs every client's exact compressed
-innovation). """
+innovation)."""
 
 from __future__ import annotations
 
