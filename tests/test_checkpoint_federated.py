@@ -81,9 +81,16 @@ def execute(run: RunSpec, root, checkpoint=None) -> dict:
     return runner.execute(run, load_hardware("cpu", root), checkpoint=checkpoint)
 
 
+def measured(key: str) -> bool:
+    """Costs measured with a clock or from memory, which differ between any two runs."""
+    return key in ("peak_mem_bytes", "compute_s_at_eval") or (
+        key.endswith("_s") and key != "comm_time_s"
+    )
+
+
 def outcome(document: dict) -> dict:
     """What a resumed run must reproduce exactly."""
-    costs = {k: v for k, v in document["costs"].items() if k not in ("wall_s", "peak_mem_bytes")}
+    costs = {k: v for k, v in document["costs"].items() if not measured(k)}
     keys = ("key", "status", "metrics", "curves")
     return {**{k: document[k] for k in keys}, "costs": costs}
 

@@ -94,3 +94,22 @@ def test_a_run_records_how_its_budget_departs_from_the_papers_regime(root):
     assert execute(sgd, hardware)["regime"]["off"] == []
     undeclared = execute(small_spec("sparse_training", "dense", {}), hardware)
     assert undeclared["regime"] is None and row(undeclared)["off_regime"] == ""
+
+
+def test_a_federated_run_reports_compute_and_time_to_target_through_a_shared_server(root):
+    slow = {"bandwidth_gbps": 0.001, "latency_ms": 0.0}  # bytes, not latency, decide
+    hardware = {**load_hardware("cpu", root), "links": {"slow": slow}}
+    spec = small_spec("federated", "fedavg", {"clients": 8, "clients_per_round": 4})
+    budget = {**spec.budget, "target_acc": 0.01}
+    import dataclasses
+
+    doc = execute(dataclasses.replace(spec, budget=budget), hardware)
+    costs = doc["costs"]
+    assert costs["compute_s"] > 0 and len(costs["compute_s_at_eval"]) == 2
+    reached = costs["time_to_target_s"]["slow"]
+    assert reached is not None and reached > costs["compute_s_at_eval"][0]
+    uncontended = execute(
+        dataclasses.replace(spec, budget=budget), {**hardware, "server_links": None}
+    )["costs"]["comm_time_s"]
+    # 4 clients' uploads and downloads pass one after another through the server's one link
+    assert costs["comm_time_s"]["slow"] == pytest.approx(4 * uncontended["slow"])

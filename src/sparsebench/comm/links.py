@@ -74,11 +74,11 @@ def time_to_target(
     server: int | None = 1,
 ) -> dict[str, float | None]:
     """Per link, compute time plus simulated communication time up to the first evaluation
-    whose test accuracy reaches `target_acc` (None where it never does). Steps are 1-based and
-    `traffic[s - 1]` is step s's round, as the workers engine records them."""
-    for step, acc, compute_s in zip(
-        curves["step"], curves["test_acc"], compute_s_at_eval, strict=True
-    ):
+    whose test accuracy reaches `target_acc` (None where it never does). Steps (or a federated
+    run's rounds) are 1-based and `traffic[s - 1]` is step s's round, as the engines record
+    them."""
+    points = curves["step"] if "step" in curves else curves["round"]
+    for step, acc, compute_s in zip(points, curves["test_acc"], compute_s_at_eval, strict=True):
         if acc >= target_acc:
             comm = comm_time(traffic[:step], links, server)
             return {link.name: compute_s + comm[link.name] for link in links}

@@ -9,6 +9,7 @@ uploaded tensor.
 from __future__ import annotations
 
 import math
+import time
 from pathlib import Path
 
 import torch
@@ -160,6 +161,18 @@ def _add_to_grads(model: torch.nn.Module, vec: torch.Tensor) -> None:
     for p in model.parameters():
         p.grad.add_(vec[offset : offset + p.numel()].view_as(p))
         offset += p.numel()
+
+
+def timed_round(
+    ctx: RunContext, parts: list[torch.Tensor], sampled: list[int], rnd: int, start: torch.Tensor
+) -> tuple[torch.Tensor, list[float], float]:
+    """`train_round` and the round's compute time on the clients' own devices: they train in
+    parallel on equal work (the same local steps and batch), so the slowest client takes the
+    measured time of the round divided by the clients (the simulation runs them together or in
+    turn)."""
+    started = time.perf_counter()
+    trained, losses = train_round(ctx, parts, sampled, rnd, start)
+    return trained, losses, (time.perf_counter() - started) / max(len(sampled), 1)
 
 
 def train_round(

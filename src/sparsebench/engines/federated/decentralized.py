@@ -16,7 +16,7 @@ from sparsebench.engines.federated.clients import (
     message_bytes,
     model_vector,
     partition_clients,
-    train_round,
+    timed_round,
 )
 from sparsebench.engines.federated.record import log_round, new_curves, run_result
 from sparsebench.engines.federated.resume import Checkpoints, Progress
@@ -47,7 +47,7 @@ def run_sampled(ctx: RunContext) -> RunResult:
     rounds = range(run.rounds_done + 1, budget.rounds + 1)
     for rnd in tqdm(rounds, desc="samples", mininterval=2.0, leave=False):
         sample = strategy.sample(rnd)
-        trained, losses = train_round(ctx, parts, sample, rnd, run.model)
+        trained, losses, compute_s = timed_round(ctx, parts, sample, rnd, run.model)
         if not all(math.isfinite(v) for v in losses):
             diverged = True
             break
@@ -57,13 +57,14 @@ def run_sampled(ctx: RunContext) -> RunResult:
         following = strategy.sample(rnd + 1) if rnd < budget.rounds else []
         down = model_bytes * strategy.transfers(aggregators, following)
         run.traffic.append((2 * len(sample) * model_bytes, 2 * len(sample)))
+        run.compute_s.append(compute_s)
         load_vector(ctx.model, run.model)
         log_round(ctx, run.curves, rnd, losses, up, down)
         run.rounds_done = rnd
         saves.reached(run)
     saves.finish()
     load_vector(ctx.model, run.model)
-    return run_result(ctx, parts, run.curves, run.traffic, diverged)
+    return run_result(ctx, parts, run.curves, run.traffic, diverged, run.compute_s)
 
 
 def consensus_distance(models: torch.Tensor) -> float:
@@ -116,7 +117,7 @@ def run_gossip(ctx: RunContext) -> RunResult:
     diverged = False
     rounds = range(run.rounds_done + 1, budget.rounds + 1)
     for rnd in tqdm(rounds, desc="gossip", mininterval=2.0, leave=False):
-        models, losses = train_round(ctx, parts, nodes, rnd, run.models)
+        models, losses, compute_s = timed_round(ctx, parts, nodes, rnd, run.models)
         if not all(math.isfinite(v) for v in losses):
             diverged = True
             break
@@ -126,6 +127,7 @@ def run_gossip(ctx: RunContext) -> RunResult:
             run.models = strategy.gossip(models, layout)
         sent = sum(strategy.messages_per_node()) * model_bytes
         run.traffic.append((max(strategy.messages_per_node()) * model_bytes, 2))
+        run.compute_s.append(compute_s)
         load_vector(ctx.model, run.models.mean(0))
         log_round(ctx, run.curves, rnd, losses, sent, sent)
         run.curves["consensus_distance"].append(consensus_distance(run.models))
@@ -133,7 +135,7 @@ def run_gossip(ctx: RunContext) -> RunResult:
         saves.reached(run)
     saves.finish()
     load_vector(ctx.model, run.models.mean(0))
-    result = run_result(ctx, parts, run.curves, run.traffic, diverged)
+    result = run_result(ctx, parts, run.curves, run.traffic, diverged, run.compute_s)
     if run.curves["consensus_distance"]:
         result.metrics["consensus_distance"] = run.curves["consensus_distance"][-1]
     return result

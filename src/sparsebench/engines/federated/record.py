@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import torch
 
 from sparsebench.data.partition import label_skew, manifest_hash
@@ -58,7 +60,10 @@ def log_round(ctx, curves, rnd, losses, up, down) -> None:
         curves[key].append(value)
 
 
-def run_result(ctx, parts, curves, traffic, diverged) -> RunResult:
+def run_result(ctx, parts, curves, traffic, diverged, compute_s=None) -> RunResult:
+    """The run's result; with the logged rounds' client compute seconds (the round loops),
+    also its compute time so far at each logged round, from which the runner gets the time to
+    the target accuracy on each network link."""
     budget, params = ctx.budget, ctx.method.params
     active = params.clients if ctx.method.execution == "gossip" else params.clients_per_round
     samples = budget.rounds * active * budget.local_steps * budget.batch_size
@@ -72,6 +77,9 @@ def run_result(ctx, parts, curves, traffic, diverged) -> RunResult:
         }
     metrics["label_skew"] = label_skew(ctx.data.y_train, parts, ctx.data.num_classes)
     costs["partition"] = {"sha256": manifest_hash(parts), "client_sizes": [len(p) for p in parts]}
+    if compute_s:
+        costs["compute_s"] = sum(compute_s)
+        costs["compute_s_at_eval"] = list(itertools.accumulate(compute_s))
     return RunResult(
         metrics=metrics,
         curves=curves,

@@ -26,11 +26,13 @@ from sparsebench.engines.context import RunContext
 @dataclass(kw_only=True)
 class Progress:
     """What every federated loop has done so far: budget rounds completed (server steps for
-    the buffered loop, intervals for the fixed-interval one), curves and per-round traffic."""
+    the buffered loop, intervals for the fixed-interval one), curves, per-round traffic and,
+    in the round loops, each logged round's client compute seconds."""
 
     rounds_done: int = 0
     curves: dict[str, list]
-    traffic: list[tuple[int, int]] = field(default_factory=list)
+    traffic: list[tuple] = field(default_factory=list)
+    compute_s: list[float] = field(default_factory=list)
 
 
 def _identity(ctx: RunContext) -> dict[str, Any]:

@@ -15,7 +15,7 @@ from sparsebench.engines.federated.clients import (
     message_bytes,
     model_vector,
     partition_clients,
-    train_round,
+    timed_round,
     upload_round,
 )
 from sparsebench.engines.federated.record import log_round, new_curves, run_result
@@ -54,7 +54,7 @@ def run_synchronous(ctx: RunContext) -> RunResult:
         sampled = sampled[: params.clients_per_round].tolist()
         global_vec = server.global_vec
         down_each = message_bytes(strategy.broadcast(global_vec))
-        trained, losses = train_round(ctx, parts, sampled, rnd, global_vec)
+        trained, losses, compute_s = timed_round(ctx, parts, sampled, rnd, global_vec)
         if not all(math.isfinite(v) for v in losses):
             diverged = True
             break
@@ -64,11 +64,13 @@ def run_synchronous(ctx: RunContext) -> RunResult:
         server.global_vec = strategy.aggregate(
             global_vec, messages, [len(parts[c]) for c in sampled]
         )
-        server.traffic.append((down_each + up // len(sampled), 2))
+        down = down_each * len(sampled)
+        server.traffic.append((down_each + up // len(sampled), 2, up + down))
+        server.compute_s.append(compute_s)
         load_vector(ctx.model, server.global_vec)
-        log_round(ctx, server.curves, rnd, losses, up, down_each * len(sampled))
+        log_round(ctx, server.curves, rnd, losses, up, down)
         server.rounds_done = rnd
         saves.reached(server)
     saves.finish()
     load_vector(ctx.model, server.global_vec)
-    return run_result(ctx, parts, server.curves, server.traffic, diverged)
+    return run_result(ctx, parts, server.curves, server.traffic, diverged, server.compute_s)
