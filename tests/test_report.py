@@ -125,6 +125,7 @@ def test_pivot_puts_methods_in_rows_and_sparsity_patterns_in_columns():
                 "method": method,
                 "seed": seed,
                 "metric_test_acc": acc + 0.01 * seed,
+                "density": 0.22 if method == "wanda" else params.get("density", 0.5),
             }
             row.update({f"p_method_{k}": v for k, v in params.items()})
             rows.append(row)
@@ -132,7 +133,9 @@ def test_pivot_puts_methods_in_rows_and_sparsity_patterns_in_columns():
     assert table["columns"] == ["row", "2:4", "0.5", "0.1"]
     by_row = {r["row"]: r for r in table["rows"]}
     assert by_row["magnitude"]["0.1"].startswith("0.81 ± ")
+    assert by_row["magnitude"]["0.1"].endswith(" @ 0.1")
     assert by_row["wanda"]["0.5"].startswith("0.96 ± ")
+    assert by_row["wanda"]["0.5"].endswith(" @ 0.22")  # requested 0.5, measured 0.22: shown
     assert by_row["wanda"]["0.1"] == "–"
 
 

@@ -1,7 +1,8 @@
 """Paper-shaped tables, one per (dataset, model) setting, means ± 95% intervals over seeds.
 
 - sparse_training, pruning: rows are method variants, columns the requested sparsity (density
-  or N:M pattern), cells the test accuracy, or perplexity for language models: the shape of the
+  or N:M pattern), cells the test accuracy, or perplexity for language models, with the measured
+  density beside it (`@ d`), so a cell whose layers were left dense shows it: the shape of the
   RigL, Wanda and SparseGPT tables.
 - federated: rows are strategies, columns the Dirichlet alpha of the partition (niid-bench).
 - compression: GRACE's shape: rows are compressors, columns the compression ratio, the final
@@ -74,13 +75,21 @@ def pivot_tables(family: str, table: pd.DataFrame) -> list[dict[str, Any]]:
         columns = sorted(part["pattern"].unique(), key=_pattern_order)
         rows = []
         for variant, group in part.groupby("variant"):
-            cells = {p: mean_ci(group.loc[group["pattern"] == p, value]) for p in columns}
+            cells = {p: _cell(group[group["pattern"] == p], value, family) for p in columns}
             rows.append({"row": variant, **cells})
         title = f"{setting}: {'test perplexity' if ppl else 'test accuracy'} by " + (
             "Dirichlet alpha" if family == "federated" else "sparsity"
         )
         out.append({"title": title, "columns": ["row", *columns], "rows": rows})
     return out
+
+
+def _cell(group: pd.DataFrame, value: str, family: str) -> str:
+    """Mean ± interval of `value`, and for the sparsity families the measured density."""
+    text = mean_ci(group[value])
+    if family == "federated" or "density" not in group or group["density"].isna().all():
+        return text
+    return f"{text} @ {group['density'].mean():.3g}"
 
 
 def _pattern_order(label: str) -> tuple[int, float, str]:
