@@ -97,3 +97,20 @@ def test_powersgd_error_feedback_carries_what_rank_r_dropped():
         first = slice(0, 16 * 12)
         assert torch.allclose(mean[first] + error[first], grad[first], atol=1e-5)
         assert error[16 * 12 : 16 * 12 + 16].abs().sum() == 0
+
+
+def test_warm_up_steps_all_reduce_the_uncompressed_gradients_as_the_ddp_hook_does():
+    params = registry.make_params("compression", "powersgd", {"workers": 2, "start_iter": 2})
+    method = registry.get("compression", "powersgd").obj(params, 0)
+    shapes = [torch.Size([16, 8]), torch.Size([8])]
+    method.bind(shapes)
+    numel = sum(s.numel() for s in shapes)
+    for _ in range(2):
+        grads = [torch.randn(numel) for _ in range(2)]
+        out = method.exchange(grads)
+        assert torch.equal(out.update, (grads[0] + grads[1]) / 2)
+        assert out.bytes_up == [4 * numel] * 2
+    assert all(float(e.abs().sum()) == 0.0 for e in method.codec.errors)  # no feedback yet
+    compressed = method.exchange([torch.randn(numel) for _ in range(2)])
+    assert compressed.bytes_up[0] < 4 * numel
+    assert not registry.make_params("compression", "powersgd", {"workers": 2}).start_iter
