@@ -299,3 +299,23 @@ def test_tables_and_figures_price_sparse_training_at_the_flops_it_executed():
     assert train_flops_ratio({}) is None
     for family in ("sparse_training", "pruning"):
         assert COST_AXIS[family][0] == "flops_train_sparse"
+
+
+def test_communication_families_show_compute_communication_and_total_time_per_link():
+    from sparsebench.report.build import time_columns
+    from sparsebench.report.tables import row
+
+    document = {
+        **doc("x", {}, 0, 0.9),
+        "run_id": "r",
+        "costs": {"compute_s": 2.0, "comm_time_s": {"slow": 5.0, "fast": 0.5}},
+        "provenance": {},
+    }
+    document["spec"]["hardware"] = "cpu"
+    values = row(document)
+    assert (values["total_s_slow"], values["total_s_fast"]) == (7.0, 2.5)
+    table = pd.DataFrame([values])
+    assert list(time_columns("federated", table)) == [
+        "compute_s", "comm_s_fast", "total_s_fast", "comm_s_slow", "total_s_slow",
+    ]  # fmt: skip
+    assert time_columns("pruning", table) == {}

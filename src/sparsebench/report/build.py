@@ -36,6 +36,19 @@ TABLE_COLUMNS = {
 }
 
 
+def time_columns(family: str, table: pd.DataFrame) -> dict[str, str]:
+    """For the communication families: simulated compute, communication and total seconds
+    per network link of the hardware profile."""
+    if family not in ("compression", "federated") or "compute_s" not in table:
+        return {}
+    links = sorted(c.removeprefix("comm_s_") for c in table.columns if c.startswith("comm_s_"))
+    columns = {"compute_s": "compute s"}
+    for link in links:
+        columns[f"comm_s_{link}"] = f"comm s ({link})"
+        columns[f"total_s_{link}"] = f"total s ({link})"
+    return columns
+
+
 def mlflow_links(docs: list[dict[str, Any]], runs: dict[str, tuple[str, str]]) -> dict:
     """Per config: [(seed, url)] of its MLflow runs, for the table's link column."""
     links: dict[str, list[tuple[int, str]]] = {}
@@ -60,7 +73,7 @@ def family_section(
         figure_dir.mkdir(parents=True, exist_ok=True)
         (figure_dir / f"{family}.png").write_bytes(png)
     merged = None
-    for column, title in TABLE_COLUMNS.items():
+    for column, title in {**TABLE_COLUMNS, **time_columns(family, table)}.items():
         if column not in table or table[column].isna().all():
             continue
         s = seed_summary(table, column).rename(

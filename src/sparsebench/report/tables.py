@@ -49,8 +49,11 @@ def row(doc: dict[str, Any]) -> dict[str, Any]:
     for k, v in costs.get("flops", {}).items():
         out[f"flops_{k}"] = v
     out["train_flops_ratio"] = train_flops_ratio(costs.get("flops", {}))
+    out["compute_s"] = costs.get("compute_s")
     for k, v in costs.get("comm_time_s", {}).items():
         out[f"comm_s_{k}"] = v
+        if out["compute_s"] is not None:
+            out[f"total_s_{k}"] = out["compute_s"] + v
     out["wall_s"] = costs.get("wall_s")
     out["prune_s"] = costs.get("prune_s")
     for k, v in costs.get("time_to_target_s", {}).items():
