@@ -27,6 +27,7 @@ COMPRESSION_PARAMS = {
     "topk-ef": {"density": 0.1},
     "topk-ef21": {"density": 0.1},
     "randk": {"density": 0.1},
+    "randk-ef": {"density": 0.1},
     "qsgd": {"bucket": 64},
 }
 COMPRESSION_BUDGET = {"steps": 24, "batch_size": 16, "lr": 0.01, "eval_every": 5}
