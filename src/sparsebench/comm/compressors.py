@@ -86,13 +86,20 @@ class RandK(Compressor):
     directly). The round number rides in `meta`, which is not sent: every party knows it.
     """
 
+    scaled = True
+    """Whether decoding multiplies the values by d/k (subclasses may send them as they are)."""
+
     def __init__(self, density: float, seed: int) -> None:
         self.density = density
         self.seed = seed
         self.round = 0
 
+    def stream(self, round_: int) -> int:
+        """The seed of round `round_`'s coordinates, the same for every worker."""
+        return derive(self.seed, f"randk/round/{round_}")
+
     def indices(self, d: int, round_: int) -> torch.Tensor:
-        generator = torch.Generator().manual_seed(derive(self.seed, f"randk/round/{round_}"))
+        generator = torch.Generator().manual_seed(self.stream(round_))
         return torch.randperm(d, generator=generator)[: keep_count(d, self.density)]
 
     def compress(self, x: torch.Tensor) -> Payload:
@@ -105,8 +112,9 @@ class RandK(Compressor):
     def decompress(self, payload: Payload) -> torch.Tensor:
         d = payload.shape.numel()
         chosen = self.indices(d, int(payload.meta["round"]))
-        out = torch.zeros(d, dtype=torch.float32)
-        out[chosen] = payload.tensors["values"] * (d / chosen.numel())
+        scale = d / chosen.numel() if self.scaled else 1.0
+        out = torch.zeros(d, dtype=torch.float32, device=payload.tensors["values"].device)
+        out[chosen] = payload.tensors["values"] * scale
         return out.view(payload.shape)
 
 

@@ -17,44 +17,25 @@ from __future__ import annotations
 
 import torch
 
-from sparsebench.comm.compressors import Compressor
+from sparsebench.comm.compressors import RandK
 from sparsebench.comm.payload import Payload
 from sparsebench.seeds import derive
-from sparsebench.sparsity.masks import keep_count
 
 
-class WorkerRandK(Compressor):
+class WorkerRandK(RandK):
     """One worker's rand-k: fp32 values at its own seeded coordinates; `scaled` multiplies
     them by d/k on decoding (the unbiased estimator), otherwise they decode as they are (the
     contractive form error feedback needs)."""
 
     def __init__(self, density: float, seed: int, worker: int, scaled: bool) -> None:
-        self.density = density
-        self.seed = seed
+        super().__init__(density, seed)
         self.worker = worker
         self.scaled = scaled
         self.biased = not scaled
-        self.round = 0
 
-    def indices(self, d: int, round_: int) -> torch.Tensor:
-        """This worker's coordinates at `round_`, the same wherever they are regenerated."""
-        generator = torch.Generator().manual_seed(derive(self.seed, "randk", self.worker, round_))
-        return torch.randperm(d, generator=generator)[: keep_count(d, self.density)]
-
-    def compress(self, x: torch.Tensor) -> Payload:
-        flat = x.detach().flatten().to(torch.float32)
-        chosen = self.indices(flat.numel(), self.round)
-        payload = Payload({"values": flat[chosen].clone()}, x.shape, {"round": self.round})
-        self.round += 1
-        return payload
-
-    def decompress(self, payload: Payload) -> torch.Tensor:
-        d = payload.shape.numel()
-        chosen = self.indices(d, int(payload.meta["round"]))
-        scale = d / chosen.numel() if self.scaled else 1.0
-        out = torch.zeros(d, dtype=torch.float32, device=payload.tensors["values"].device)
-        out[chosen] = payload.tensors["values"] * scale
-        return out.view(payload.shape)
+    def stream(self, round_: int) -> int:
+        """This worker's own stream for round `round_`, regenerable by every party."""
+        return derive(self.seed, "randk", self.worker, round_)
 
 
 def union(codecs: list[WorkerRandK], payloads: list[Payload]) -> torch.Tensor:
