@@ -18,7 +18,7 @@ import torch
 
 from sparsebench import checkpoint
 from sparsebench.checks import check_density, check_range
-from sparsebench.comm.compressors import Compressor
+from sparsebench.comm.compressors import Compressor, Identity
 from sparsebench.comm.payload import Payload
 
 
@@ -167,6 +167,16 @@ class CompressionMethod:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore `state_dict()` in place, after `bind` (called before training, as always)."""
         checkpoint.restore(self, state)
+
+
+def uncompressed_exchange(grads: list[torch.Tensor]) -> Exchange:
+    """Plain data-parallel SGD: fp32 gradients up, their fp32 mean down (no compression, the
+    reference point of every ratio, and PowerSGD's warm-up)."""
+    codec = Identity()
+    payloads = [codec.compress(g) for g in grads]
+    mean = torch.stack([codec.decompress(p) for p in payloads]).mean(0)
+    down = codec.compress(mean)
+    return Exchange(mean, [p.nbytes for p in payloads], [down.nbytes] * len(grads))
 
 
 def gathered_or_dense(payloads: list[Payload], numel: int) -> list[int]:

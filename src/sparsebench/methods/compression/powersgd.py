@@ -19,9 +19,13 @@ from dataclasses import dataclass
 import torch
 
 from sparsebench.checks import check_range
-from sparsebench.comm.compressors import Identity
 from sparsebench.comm.powersgd import PowerSGD
-from sparsebench.methods.compression.base import CompressionMethod, CompressionParams, Exchange
+from sparsebench.methods.compression.base import (
+    CompressionMethod,
+    CompressionParams,
+    Exchange,
+    uncompressed_exchange,
+)
 from sparsebench.registry import register
 from sparsebench.spec import Regime
 
@@ -62,16 +66,7 @@ class PowerSGDMethod(CompressionMethod):
             raise RuntimeError("powersgd needs the parameter shapes: call bind() first")
         self.steps += 1
         if self.steps <= self.params.start_iter:
-            return self._allreduce(grads)
+            return uncompressed_exchange(grads)
         mean, payloads = self.codec.reduce(grads)
         sizes = [p.nbytes for p in payloads]
         return Exchange(mean, sizes, sizes, messages=4)
-
-    @staticmethod
-    def _allreduce(grads: list[torch.Tensor]) -> Exchange:
-        """A warm-up step: the fp32 gradients all-reduced as they are."""
-        codec = Identity()
-        payloads = [codec.compress(g) for g in grads]
-        mean = torch.stack([codec.decompress(p) for p in payloads]).mean(0)
-        sizes = [p.nbytes for p in payloads]
-        return Exchange(mean, sizes, sizes)
