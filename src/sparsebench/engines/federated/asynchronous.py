@@ -164,7 +164,7 @@ def run_buffered(ctx: RunContext) -> RunResult:
         saves.reached(run)
     saves.finish()
     load_vector(ctx.model, run.global_vec)
-    return run_result(ctx, setup.parts, run.curves, run.traffic, diverged)
+    return run_result(ctx, setup.parts, run, diverged)
 
 
 @dataclass(kw_only=True)
@@ -250,4 +250,4 @@ def run_fixed_interval(ctx: RunContext) -> RunResult:
         saves.reached(run)
     saves.finish()
     load_vector(ctx.model, run.global_vec)
-    return run_result(ctx, setup.parts, run.curves, run.traffic, diverged)
+    return run_result(ctx, setup.parts, run, diverged)

@@ -64,7 +64,7 @@ def run_sampled(ctx: RunContext) -> RunResult:
         saves.reached(run)
     saves.finish()
     load_vector(ctx.model, run.model)
-    return run_result(ctx, parts, run.curves, run.traffic, diverged, run.compute_s)
+    return run_result(ctx, parts, run, diverged)
 
 
 def consensus_distance(models: torch.Tensor) -> float:
@@ -135,7 +135,7 @@ def run_gossip(ctx: RunContext) -> RunResult:
         saves.reached(run)
     saves.finish()
     load_vector(ctx.model, run.models.mean(0))
-    result = run_result(ctx, parts, run.curves, run.traffic, diverged, run.compute_s)
+    result = run_result(ctx, parts, run, diverged)
     if run.curves["consensus_distance"]:
         result.metrics["consensus_distance"] = run.curves["consensus_distance"][-1]
     return result

@@ -8,6 +8,7 @@ import torch
 
 from sparsebench.data.partition import label_skew, manifest_hash
 from sparsebench.engines.context import RunContext, model_costs
+from sparsebench.engines.federated.resume import Progress
 from sparsebench.metrics import evaluate, final_metrics
 from sparsebench.spec import RunResult
 
@@ -60,10 +61,11 @@ def log_round(ctx, curves, rnd, losses, up, down) -> None:
         curves[key].append(value)
 
 
-def run_result(ctx, parts, curves, traffic, diverged, compute_s=None) -> RunResult:
-    """The run's result; with the logged rounds' client compute seconds (the round loops),
-    also its compute time so far at each logged round, from which the runner gets the time to
-    the target accuracy on each network link."""
+def run_result(ctx, parts, progress: Progress, diverged: bool) -> RunResult:
+    """The run's result from what its loop recorded; where the loop timed its rounds' client
+    compute (the round loops), also the compute time so far at each logged round, from which
+    the runner gets the time to the target accuracy on each network link."""
+    curves, compute_s = progress.curves, progress.compute_s
     budget, params = ctx.budget, ctx.method.params
     active = params.clients if ctx.method.execution == "gossip" else params.clients_per_round
     samples = budget.rounds * active * budget.local_steps * budget.batch_size
@@ -85,5 +87,5 @@ def run_result(ctx, parts, curves, traffic, diverged, compute_s=None) -> RunResu
         curves=curves,
         costs=costs,
         status="diverged" if diverged else "ok",
-        traffic=traffic,
+        traffic=progress.traffic,
     )

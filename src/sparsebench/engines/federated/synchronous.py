@@ -73,4 +73,4 @@ def run_synchronous(ctx: RunContext) -> RunResult:
         saves.reached(server)
     saves.finish()
     load_vector(ctx.model, server.global_vec)
-    return run_result(ctx, parts, server.curves, server.traffic, diverged, server.compute_s)
+    return run_result(ctx, parts, server, diverged)
