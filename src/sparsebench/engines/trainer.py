@@ -2,10 +2,10 @@
 
 A method influences training only through `TrainHooks`: `after_backward` (for example to mask
 or read gradients), `after_step` (to re-apply masks or update them) and `skips_optimizer_step`
-(to leave a step's update out). The loop owns batching,
-evaluation, curves, divergence detection, the progress bar and the training FLOPs as executed:
-every step is charged at the density of each layer's weights during that step (counted from the
-weights), with a dense weight gradient where the method's `dense_weight_grad` says so.
+(to leave a step's update out). The loop owns batching, evaluation, curves, divergence
+detection, the progress bar and the training FLOPs as executed: every step is charged at the
+density of each layer's weights during that step (counted from the weights), with a dense
+weight gradient where the method's `dense_weight_grad` says so.
 """
 
 from __future__ import annotations
