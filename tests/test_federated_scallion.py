@@ -4,73 +4,26 @@ aggregate) on heterogeneous quadratics f_i(x) = 1/2 ||A_i x - b_i||^2 with exact
 
 import pytest
 import torch
+from federated_quadratics import CLIENTS, DIM, FULL, PARTIAL, make_strategy, quadratics, rounds
 
-from sparsebench import registry
 from sparsebench.engines.context import RunContext
 from sparsebench.engines.federated import run
-from sparsebench.methods.federated.base import Strategy
 from sparsebench.models.mlp import MLP
 from sparsebench.seeds import all_seeds
 from sparsebench.spec import Budget, Component, RunSpec
 
-CLIENTS, DIM, ROWS = 4, 6, 8
-PARTIAL = [[0, 1], [2, 3], [1, 2], [3, 0]] * 3  # 2 of 4 clients a round
-FULL = [list(range(CLIENTS))]
-
-
-def _strategy(name: str, opts: dict, per_round: int) -> Strategy:
-    params = registry.make_params(
-        "federated", name, {"clients": CLIENTS, "clients_per_round": per_round, **opts}
-    )
-    return registry.get("federated", name).obj(params, 0)
-
-
-def _quadratics(seed: int = 0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """A_i [N, ROWS, DIM] with singular values in [0.5, 1.5], b_i [N, ROWS], and the global
-    optimum x* = (sum_i A_i^T A_i)^-1 sum_i A_i^T b_i of sum_i f_i."""
-    g = torch.Generator().manual_seed(seed)
-    left = torch.linalg.qr(torch.randn(CLIENTS, ROWS, DIM, generator=g)).Q
-    right = torch.linalg.qr(torch.randn(CLIENTS, DIM, DIM, generator=g)).Q
-    a = left @ torch.diag_embed(torch.rand(CLIENTS, DIM, generator=g) + 0.5) @ right
-    b = torch.randn(CLIENTS, ROWS, generator=g) * 3
-    optimum = torch.linalg.solve(torch.einsum("nri,nrj->ij", a, a), torch.einsum("nri,nr->i", a, b))
-    return a, b, optimum
-
-
-def _rounds(
-    strategy: Strategy,
-    a: torch.Tensor,
-    b: torch.Tensor,
-    schedule: list[list[int]],
-    steps: int = 5,
-    lr: float = 0.1,
-) -> torch.Tensor:
-    """The global iterates [R, DIM] after each round of `schedule` (the clients sampled)."""
-    x, iterates = torch.zeros(DIM), []
-    for sampled in schedule:
-        messages = []
-        for i in sampled:
-            y = x.clone()
-            for _ in range(steps):
-                extra = strategy.gradient_correction([i], y[None], x)
-                y = y - lr * (a[i].T @ (a[i] @ y - b[i]) + (0 if extra is None else extra[0]))
-            messages.append(strategy.client_message(i, x, y, steps, lr))
-        x = strategy.aggregate(x, messages, [1] * len(sampled))
-        iterates.append(x)
-    return torch.stack(iterates)
-
 
 def test_scallion_with_identity_compressor_and_alpha_one_follows_scaffold_iterates():
-    a, b, _ = _quadratics()
-    scaffold = _strategy("scaffold", {}, 2)
-    scallion = _strategy("scallion", {"compressor": "identity", "control_alpha": 1.0}, 2)
-    damped = _strategy("scallion", {"compressor": "identity", "control_alpha": 0.5}, 2)
-    want = _rounds(scaffold, a, b, PARTIAL)
-    assert torch.allclose(_rounds(scallion, a, b, PARTIAL), want, rtol=0, atol=1e-6)
+    a, b, _ = quadratics()
+    scaffold = make_strategy("scaffold", {}, 2)
+    scallion = make_strategy("scallion", {"compressor": "identity", "control_alpha": 1.0}, 2)
+    damped = make_strategy("scallion", {"compressor": "identity", "control_alpha": 0.5}, 2)
+    want = rounds(scaffold, a, b, PARTIAL)
+    assert torch.allclose(rounds(scallion, a, b, PARTIAL), want, rtol=0, atol=1e-6)
     assert torch.allclose(scallion.c, scaffold.c, rtol=0, atol=1e-6)
     for i in range(CLIENTS):
         assert torch.allclose(scallion.client_c[i], scaffold.client_c[i], rtol=0, atol=1e-6)
-    assert (_rounds(damped, a, b, PARTIAL) - want).abs().max() > 1e-2
+    assert (rounds(damped, a, b, PARTIAL) - want).abs().max() > 1e-2
 
 
 @pytest.mark.parametrize(
@@ -81,9 +34,9 @@ def test_scallion_with_identity_compressor_and_alpha_one_follows_scaffold_iterat
     ],
 )
 def test_scallion_reaches_the_global_optimum_where_fedavg_stalls(opts):
-    a, b, optimum = _quadratics()
-    scallion = _rounds(_strategy("scallion", opts, CLIENTS), a, b, FULL * 150)[-1]
-    fedavg = _rounds(_strategy("fedavg", {}, CLIENTS), a, b, FULL * 150)
+    a, b, optimum = quadratics()
+    scallion = rounds(make_strategy("scallion", opts, CLIENTS), a, b, FULL * 150)[-1]
+    fedavg = rounds(make_strategy("fedavg", {}, CLIENTS), a, b, FULL * 150)
     gap = (scallion - optimum).norm()
     drift = (fedavg[-1] - optimum).norm()
     assert gap < 1e-5
@@ -92,11 +45,11 @@ def test_scallion_reaches_the_global_optimum_where_fedavg_stalls(opts):
 
 
 def test_scallion_client_control_moves_by_its_decoded_message_and_c_is_their_mean():
-    a, b, _ = _quadratics()
-    strategy = _strategy(
+    a, b, _ = quadratics()
+    strategy = make_strategy(
         "scallion", {"compressor": "randk", "density": 0.5, "control_alpha": 0.3}, 2
     )
-    _rounds(strategy, a, b, PARTIAL)
+    rounds(strategy, a, b, PARTIAL)
     controls = torch.stack([strategy.client_c[i] for i in range(CLIENTS)])
     assert torch.allclose(strategy.c, controls.mean(0), atol=1e-5)
     x, y = torch.randn(DIM), torch.randn(DIM)
@@ -113,7 +66,7 @@ def test_scallion_client_control_moves_by_its_decoded_message_and_c_is_their_mea
 
 def _uplink_bytes(data, name: str, opts: dict) -> int:
     budget = Budget(rounds=2, local_steps=2, batch_size=16, optimizer="sgd", lr=0.1, momentum=0.0)
-    method = _strategy(name, opts, 2)
+    method = make_strategy(name, opts, 2)
     spec = RunSpec("federated", Component(name), Component("tiny"), Component("mlp"))
     ctx = RunContext(spec, data, MLP(8, 16, 1, 4), method, budget, all_seeds(0))
     return run(ctx).costs["bytes"]["up"]
