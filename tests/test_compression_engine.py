@@ -44,9 +44,21 @@ def test_workers_compute_in_parallel_so_a_step_costs_its_slowest_worker(root):
 
     pool = Pool.__new__(Pool)
     pool.workers, pool.compute_s, pool.serial_s = 3, 0.0, 0.0
+    pool.slowdown = [1.0, 1.0, 1.0]
     pool.step_s = [1.0, 3.0, 2.0]
     pool.end_step()
     pool.step_s = [0.5, 0.25, 0.5]
     pool.end_step()
     assert (pool.compute_s, pool.serial_s) == (3.5, 7.25)
     assert pool.step_s == [0.0, 0.0, 0.0]
+
+
+def test_a_step_costs_the_worker_slowest_on_its_own_device(root):
+    from sparsebench.engines.workers import Pool
+
+    pool = Pool.__new__(Pool)
+    pool.workers, pool.compute_s, pool.serial_s = 3, 0.0, 0.0
+    pool.slowdown = [1.0, 0.5, 4.0]
+    pool.step_s = [1.0, 3.0, 2.0]
+    pool.end_step()
+    assert (pool.compute_s, pool.serial_s) == (8.0, 6.0)

@@ -61,7 +61,7 @@ def execute(
     torch.manual_seed(seeds["init"])
     model = build_model(spec.model, data.input_shape, data.num_classes)
     method = entry.obj(method_params, seeds["method"])
-    ctx = RunContext(spec, data, model, method, budget, seeds)
+    ctx = RunContext(spec, data, model, method, budget, seeds, hardware=hardware)
     if checkpoint is not None:
         ctx.extra["checkpoint"] = Path(checkpoint)
     result: RunResult = ENGINES[spec.family](ctx)

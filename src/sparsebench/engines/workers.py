@@ -4,8 +4,9 @@ W workers share one model replica (they are synchronous, so their parameters are
 each step every worker computes a gradient on a minibatch of its own IID shard, the method turns
 the W gradients into one update (counting the bytes each payload really takes), and the shared
 optimizer applies it. Compute time and encode/decode time are timed separately. The workers
-compute in parallel, so a step's compute time is its slowest worker's measured time (the
-simulation runs them one after another; `compute_serial_s` is that sum).
+compute in parallel, so a step's compute time is its slowest worker's measured time, scaled by
+that worker's device slowdown when the hardware profile sets a `compute_spread` (the simulation
+runs them one after another; `compute_serial_s` is the measured sum).
 
 A method that sets `drives_step` runs each step itself through `step(pool, step)` (DiLoCo's
 local steps, 1-bit Adam's own optimizer, zeroth-order updates without gradients): the engine
@@ -35,7 +36,7 @@ from tqdm import tqdm
 
 from sparsebench import checkpoint as checkpoints
 from sparsebench.data.partition import iid
-from sparsebench.engines.context import RunContext, model_costs
+from sparsebench.engines.context import RunContext, model_costs, parallel_compute, slowdowns
 from sparsebench.engines.trainer import batches, make_optimizer
 from sparsebench.methods.compression.base import StepOutcome
 from sparsebench.metrics import evaluate, final_metrics
@@ -69,6 +70,7 @@ class Pool:
         self.serial_s = 0.0
         """Measured compute so far, the workers one after another."""
         self.step_s = [0.0] * self.workers
+        self.slowdown = slowdowns(ctx, self.workers).tolist()
 
     def flat(self) -> torch.Tensor:
         return torch.cat([p.detach().flatten() for p in self.params])
@@ -110,8 +112,9 @@ class Pool:
         self.compute_s, self.serial_s = state["compute_s"], state["serial_s"]
 
     def end_step(self) -> None:
-        """Close a step: its compute time is its slowest worker's (they run in parallel)."""
-        self.compute_s += max(self.step_s)
+        """Close a step: its compute time is its slowest worker's on its own device (they run
+        in parallel)."""
+        self.compute_s += parallel_compute(self.step_s, self.slowdown)
         self.serial_s += sum(self.step_s)
         self.step_s = [0.0] * self.workers
 

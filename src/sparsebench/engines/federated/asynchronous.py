@@ -1,12 +1,20 @@
 """Asynchronous server loops on a simulated clock: buffered (FedBuff) and fixed-interval
 (FedFix). A budget round is one server step (buffered) or one interval (fixed-interval), and
 checkpoints count the same rounds; a checkpoint holds the clock, the clients in flight and the
-updates buffered so far."""
+updates buffered so far.
+
+The clock counts local steps of a unit-speed client (a client takes its strategy-drawn speed
+times the local steps); compute seconds are clock time times the measured seconds of one
+client's local step on this machine (the mean over all local training so far), so
+time-to-target is comparable with the round loops. Each logged step's traffic goes through the
+server's links like a synchronous round's: the biggest client's upload plus one model down, and
+all the step's uploads and downloads in total."""
 
 from __future__ import annotations
 
 import heapq
 import math
+import time
 from dataclasses import dataclass, field
 
 import torch
@@ -53,6 +61,34 @@ class _Setup:
     model_bytes: int
 
 
+@dataclass(kw_only=True)
+class _Clocked(Progress):
+    """Progress on the simulated clock: the measured local training so far (seconds, client
+    local steps) that converts clock time into compute seconds, and the clock at the last
+    logged step."""
+
+    work_s: float = 0.0
+    work_steps: int = 0
+    logged_at: float = 0.0
+
+    def log_compute(self, now: float) -> None:
+        """Record the compute seconds from the last logged step to `now`."""
+        unit = self.work_s / max(self.work_steps, 1)
+        self.compute_s.append((now - self.logged_at) * unit)
+        self.logged_at = now
+
+
+def _train(
+    ctx: RunContext, setup: _Setup, run: _Clocked, clients: list[int], rnd: int, start: torch.Tensor
+) -> tuple[torch.Tensor, list[float]]:
+    """`train_round` of `clients` from `start`, its measured time added to `run`'s work."""
+    started = time.perf_counter()
+    trained, losses = train_round(ctx, setup.parts, clients, rnd, start)
+    run.work_s += time.perf_counter() - started
+    run.work_steps += len(clients) * ctx.budget.local_steps
+    return trained, losses
+
+
 def async_setup(ctx: RunContext) -> _Setup:
     """The run's fixed setup, drawn before any checkpoint is read (a resume overwrites the
     generators' states)."""
@@ -68,7 +104,7 @@ def async_setup(ctx: RunContext) -> _Setup:
 
 
 @dataclass(kw_only=True)
-class _Buffered(Progress):
+class _Buffered(_Clocked):
     """The buffered loop between server steps (`rounds_done` is the model version): the
     clients in flight (a heap by finish time), the buffer, and the clients that finished at
     `now`, restarted once every client finishing at `now` is buffered."""
@@ -84,6 +120,7 @@ class _Buffered(Progress):
     order: int = 0
     up: int = 0
     down: int = 0
+    largest_up: int = 0
 
 
 def _dispatch(ctx: RunContext, setup: _Setup, run: _Buffered, count: int) -> None:
@@ -93,7 +130,7 @@ def _dispatch(ctx: RunContext, setup: _Setup, run: _Buffered, count: int) -> Non
     draw = torch.randperm(len(idle), generator=run.sampler)[:count].tolist()
     chosen = [idle[i] for i in draw]
     run.dispatches += 1
-    trained, losses = train_round(ctx, setup.parts, chosen, run.dispatches, run.global_vec)
+    trained, losses = _train(ctx, setup, run, chosen, run.dispatches, run.global_vec)
     for client, vec, loss in zip(chosen, trained, losses, strict=True):
         finish = run.now + float(setup.speeds[client]) * ctx.budget.local_steps
         run.order += 1
@@ -121,7 +158,9 @@ def _fill_buffer(ctx: RunContext, setup: _Setup, run: _Buffered) -> bool:
         run.now, run.idle = job.finish, run.idle + 1
         byzantine = job.client in setup.byzantine
         msg = upload(ctx, job.client, job.start, job.trained, byzantine, run.attacker)
-        run.up += message_bytes(msg)
+        sent = message_bytes(msg)
+        run.up += sent
+        run.largest_up = max(run.largest_up, sent)
         run.buffer.append((msg["delta"], run.rounds_done - job.version, job.loss))
         if len(run.buffer) < size:
             _restart_idle(ctx, setup, run)
@@ -157,8 +196,9 @@ def run_buffered(ctx: RunContext) -> RunResult:
         load_vector(ctx.model, run.global_vec)
         log_round(ctx, run.curves, version, losses, run.up, run.down)
         run.curves["sim_time"].append(run.now)
-        run.traffic.append((2 * setup.model_bytes, 2))
-        run.up = run.down = 0
+        run.log_compute(run.now)
+        run.traffic.append((setup.model_bytes + run.largest_up, 2, run.up + run.down))
+        run.up = run.down = run.largest_up = 0
         if version < budget.rounds:
             _restart_idle(ctx, setup, run)
         saves.reached(run)
@@ -168,7 +208,7 @@ def run_buffered(ctx: RunContext) -> RunResult:
 
 
 @dataclass(kw_only=True)
-class _FixedInterval(Progress):
+class _FixedInterval(_Clocked):
     """The fixed-interval loop between merges: every active client's work in flight (finish
     time, the model it started from, its trained model, its loss) and the downlink bytes of
     the round under way."""
@@ -183,7 +223,7 @@ def _start(
     ctx: RunContext, setup: _Setup, run: _FixedInterval, clients: list[int], now: float, rnd: int
 ) -> None:
     """Clients `clients` start round `rnd`'s local work on the current model at `now`."""
-    trained, losses = train_round(ctx, setup.parts, clients, rnd, run.global_vec)
+    trained, losses = _train(ctx, setup, run, clients, rnd, run.global_vec)
     for client, vec, loss in zip(clients, trained, losses, strict=True):
         finish = now + float(setup.speeds[client]) * ctx.budget.local_steps
         run.jobs[client] = (finish, run.global_vec, vec, loss)
@@ -193,19 +233,21 @@ def _merge(
     ctx: RunContext, setup: _Setup, run: _FixedInterval, active: list[int], rnd: int
 ) -> bool:
     """Interval `rnd`: merge the updates of the clients that finished by its end and restart
-    them on the new model (nothing happens when none did); False when a loss stopped being
-    finite."""
+    them on the new model (nothing happens, and nothing is sent, when none did); False when a
+    loss stopped being finite."""
     strategy, budget = ctx.method, ctx.budget
     now = rnd * strategy.interval_length(budget.local_steps)
     done = [c for c in active if run.jobs[c][0] <= now * (1 + 1e-12)]
     if not done:
+        run.traffic.append((0, 0, 0))
         return True
     losses = [run.jobs[c][3] for c in done]
     if not all(math.isfinite(v) for v in losses):
         return False
     starts, trained = [run.jobs[c][1] for c in done], [run.jobs[c][2] for c in done]
     msgs = upload_round(ctx, done, starts, trained, setup.byzantine, run.attacker)
-    up = sum(message_bytes(m) for m in msgs)
+    sent = [message_bytes(m) for m in msgs]
+    up = sum(sent)
     deltas = [m["delta"] for m in msgs]
     run.global_vec = strategy.aggregate_interval(run.global_vec, deltas, done, budget.local_steps)
     load_vector(ctx.model, run.global_vec)
@@ -213,7 +255,8 @@ def _merge(
     run.down += setup.model_bytes * len(sending)
     log_round(ctx, run.curves, rnd, losses, up, run.down)
     run.curves["sim_time"].append(now)
-    run.traffic.append((2 * setup.model_bytes, 2))
+    run.log_compute(now)
+    run.traffic.append((setup.model_bytes + max(sent), 2, up + run.down))
     run.down = 0
     if sending:
         _start(ctx, setup, run, sending, now, rnd + 1)

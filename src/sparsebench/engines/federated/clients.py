@@ -21,7 +21,7 @@ from sparsebench.comm.attacks import attack, attack_round
 from sparsebench.comm.compressors import Identity
 from sparsebench.data.base import Dataset
 from sparsebench.data.partition import dirichlet, iid, natural, shards, write_manifest
-from sparsebench.engines.context import RunContext
+from sparsebench.engines.context import RunContext, parallel_compute
 from sparsebench.engines.federated import batched
 from sparsebench.engines.trainer import batches, make_optimizer
 from sparsebench.methods.federated.base import FederatedParams, Message, Strategy
@@ -164,15 +164,22 @@ def _add_to_grads(model: torch.nn.Module, vec: torch.Tensor) -> None:
 
 
 def timed_round(
-    ctx: RunContext, parts: list[torch.Tensor], sampled: list[int], rnd: int, start: torch.Tensor
+    ctx: RunContext,
+    parts: list[torch.Tensor],
+    sampled: list[int],
+    rnd: int,
+    start: torch.Tensor,
+    slowdown: torch.Tensor,
 ) -> tuple[torch.Tensor, list[float], float]:
     """`train_round` and the round's compute time on the clients' own devices: they train in
-    parallel on equal work (the same local steps and batch), so the slowest client takes the
-    measured time of the round divided by the clients (the simulation runs them together or in
-    turn)."""
+    parallel on equal work (the same local steps and batch), each for the measured time of the
+    round divided by the clients (the simulation runs them together or in turn) times its
+    device's `slowdown`; the round lasts as long as the slowest."""
     started = time.perf_counter()
     trained, losses = train_round(ctx, parts, sampled, rnd, start)
-    return trained, losses, (time.perf_counter() - started) / max(len(sampled), 1)
+    share = (time.perf_counter() - started) / max(len(sampled), 1)
+    factors = [float(slowdown[c]) for c in sampled]
+    return trained, losses, parallel_compute([share] * len(sampled), factors)
 
 
 def train_round(

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import torch
 from tqdm import tqdm
 
-from sparsebench.engines.context import RunContext
+from sparsebench.engines.context import RunContext, slowdowns
 from sparsebench.engines.federated.clients import (
     load_vector,
     message_bytes,
@@ -39,6 +39,7 @@ def run_sampled(ctx: RunContext) -> RunResult:
     sends one model per sample member."""
     strategy, budget = ctx.method, ctx.budget
     parts = partition_clients(ctx)
+    slowdown = slowdowns(ctx, ctx.method.params.clients)
     run = _Model(curves=new_curves(), model=model_vector(ctx.model))
     model_bytes = message_bytes({"model": run.model})
     saves = Checkpoints(ctx)
@@ -47,7 +48,7 @@ def run_sampled(ctx: RunContext) -> RunResult:
     rounds = range(run.rounds_done + 1, budget.rounds + 1)
     for rnd in tqdm(rounds, desc="samples", mininterval=2.0, leave=False):
         sample = strategy.sample(rnd)
-        trained, losses, compute_s = timed_round(ctx, parts, sample, rnd, run.model)
+        trained, losses, compute_s = timed_round(ctx, parts, sample, rnd, run.model, slowdown)
         if not all(math.isfinite(v) for v in losses):
             diverged = True
             break
@@ -105,6 +106,7 @@ def run_gossip(ctx: RunContext) -> RunResult:
     counted by the strategy for the exchange just done."""
     strategy, params, budget = ctx.method, ctx.method.params, ctx.budget
     parts = partition_clients(ctx)
+    slowdown = slowdowns(ctx, ctx.method.params.clients)
     nodes = list(range(params.clients))
     run = _Nodes(
         curves={**new_curves(), "consensus_distance": []},
@@ -117,7 +119,7 @@ def run_gossip(ctx: RunContext) -> RunResult:
     diverged = False
     rounds = range(run.rounds_done + 1, budget.rounds + 1)
     for rnd in tqdm(rounds, desc="gossip", mininterval=2.0, leave=False):
-        models, losses, compute_s = timed_round(ctx, parts, nodes, rnd, run.models)
+        models, losses, compute_s = timed_round(ctx, parts, nodes, rnd, run.models, slowdown)
         if not all(math.isfinite(v) for v in losses):
             diverged = True
             break

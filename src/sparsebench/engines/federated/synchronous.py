@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import torch
 from tqdm import tqdm
 
-from sparsebench.engines.context import RunContext
+from sparsebench.engines.context import RunContext, slowdowns
 from sparsebench.engines.federated.clients import (
     byzantine_clients,
     load_vector,
@@ -37,6 +37,7 @@ def run_synchronous(ctx: RunContext) -> RunResult:
     """Server rounds: sample, train locally, attack (Byzantine clients), aggregate, evaluate."""
     strategy, params, budget = ctx.method, ctx.method.params, ctx.budget
     parts = partition_clients(ctx)
+    slowdown = slowdowns(ctx, ctx.method.params.clients)
     byzantine_seed = derive(ctx.seeds["root"], "byzantine")
     byzantine = byzantine_clients(params.clients, params.byzantine_fraction, byzantine_seed)
     server = _Server(
@@ -54,7 +55,7 @@ def run_synchronous(ctx: RunContext) -> RunResult:
         sampled = sampled[: params.clients_per_round].tolist()
         global_vec = server.global_vec
         down_each = message_bytes(strategy.broadcast(global_vec))
-        trained, losses, compute_s = timed_round(ctx, parts, sampled, rnd, global_vec)
+        trained, losses, compute_s = timed_round(ctx, parts, sampled, rnd, global_vec, slowdown)
         if not all(math.isfinite(v) for v in losses):
             diverged = True
             break
