@@ -114,6 +114,8 @@ class Budget:
     grad_clip: float = 0.0
     rounds: int = 20
     local_steps: int = 10
+    eval_every_rounds: int = 1
+    """Federated: evaluate the global model every this many rounds (the last always)."""
     target_acc: float = 0.0
     """Test accuracy whose first crossing defines time-to-target (0: not measured)."""
     checkpoint_every: int = 0
