@@ -151,6 +151,19 @@ def suite_docs(suite_path: str, root: str, results: str) -> tuple[list[dict], st
     return docs, suite.hardware["name"]
 
 
+def cmd_look(args: argparse.Namespace) -> int:
+    from sparsebench.report.adaptive import next_runs
+    from sparsebench.report.tables import load_results
+
+    suite = load_suite(args.root / args.suite, args.root)
+    added = next_runs(suite, load_results(Path(args.results)))
+    runs = [{"family": s.family, "run_id": s.run_id(), "spec": s.to_dict()} for s in added]
+    atomic.write_json(Path(args.out), {"suite": args.suite, "runs": runs})
+    cells = len({s.cell_key() for s in added})
+    print(f"{len(added)} runs added on {cells} cells for the claims still undecided")
+    return 0
+
+
 def cmd_regress(args: argparse.Namespace) -> int:
     from sparsebench import regression
 
@@ -319,6 +332,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--results", default="results")
     p.add_argument("--family", action="append", default=None)
     p.set_defaults(func=cmd_tables)
+
+    p = sub.add_parser(
+        "look", help="adaptive seeding: the runs the next look at the undecided claims needs"
+    )
+    p.add_argument("--suite", default="configs/suite.yaml")
+    p.add_argument("--results", default="results")
+    p.add_argument("--out", required=True, help="JSON file listing the runs to add")
+    p.set_defaults(func=cmd_look, needs_project=True)
 
     p = sub.add_parser(
         "throughput", help="clients/s of the federated simulator vs an actor-per-client design"

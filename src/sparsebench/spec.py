@@ -50,18 +50,25 @@ class RunSpec:
     budget: dict[str, Any] = field(default_factory=dict)
 
     def key(self) -> str:
+        return "/".join(self._key_parts(f"seed={self.seed}"))
+
+    def cell_key(self) -> str:
+        """The key without the seed: what every seed of one grid cell shares."""
+        return "/".join(self._key_parts())
+
+    def _key_parts(self, *seed: str) -> list[str]:
         parts = [
             self.family,
             self.method.label(),
             self.dataset.label(),
             self.model.label(),
             self.hardware,
-            f"seed={self.seed}",
+            *seed,
         ]
         budget = {k: v for k, v in self.budget.items() if k not in BOOKKEEPING_BUDGET_KEYS}
         if budget:
             parts.append(Component("budget", budget).label())
-        return "/".join(parts)
+        return parts
 
     def run_id(self) -> str:
         """Short folder name for this run: the first 12 hex digits of the key's SHA-256."""

@@ -25,5 +25,13 @@ wildcard_constraints:
     run="[0-9a-f]{12}",
 
 
-def run_results(family):
-    return [f"results/runs/{f}/{run}/result.json" for f, run in RUNS if f == family]
+def run_results(family=None):
+    """The grid's own runs' results (of one family, or all)."""
+    return [f"results/runs/{f}/{run}/result.json" for f, run in RUNS if family in (None, f)]
+
+
+def spec_of(family, run):
+    """A run's spec: a grid cell's, or one an adaptive-seeding look added."""
+    if (family, run) in RUNS:
+        return RUNS[(family, run)]
+    return looked_up_spec(family, run)

@@ -17,3 +17,17 @@ rule partitions:
         for run_id, path in zip(FEDERATED, output):
             spec = RUNS[("federated", run_id)]
             write_partition_manifest(spec, load_dataset(spec.dataset, "results/data"), path)
+
+
+# A federated run an adaptive-seeding look added gets its manifest from this rule.
+ruleorder: partitions > partition
+
+
+rule partition:
+    input:
+        lambda w: str(dataset_file(spec_of("federated", w.run).dataset, "results/data")),
+    output:
+        "results/partitions/{run}.json",
+    run:
+        spec = spec_of("federated", wildcards.run)
+        write_partition_manifest(spec, load_dataset(spec.dataset, "results/data"), output[0])

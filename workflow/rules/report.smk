@@ -4,7 +4,7 @@
 
 rule tables:
     input:
-        lambda w: run_results(w.family),
+        lambda w: all_results(w.family),
     output:
         "results/tables/{family}.parquet",
     log:
@@ -18,6 +18,7 @@ rule report:
         expand("results/tables/{family}.parquet", family=FAMILIES_IN_SUITE),
         KERNEL_RESULTS,
         BENCHMARK_RESULTS,
+        FINAL_LOOK,
         "results/mlflow/synced.txt",
     output:
         html=report(

@@ -4,8 +4,8 @@
 
 
 def run_inputs(wildcards):
-    inputs = {"data": str(dataset_file(RUNS[(wildcards.family, wildcards.run)].dataset,
-                                       "results/data"))}
+    spec = spec_of(wildcards.family, wildcards.run)
+    inputs = {"data": str(dataset_file(spec.dataset, "results/data"))}
     if wildcards.family == "federated":
         inputs["partition"] = f"results/partitions/{wildcards.run}.json"
     return inputs
@@ -21,7 +21,7 @@ rule run:
     output:
         "results/runs/{family}/{run}/result.json",
     params:
-        spec=lambda w: RUNS[(w.family, w.run)].to_json(),
+        spec=lambda w: spec_of(w.family, w.run).to_json(),
         partition=partition_flag,
     threads: THREADS
     resources:
@@ -37,7 +37,7 @@ rule run:
 
 rule track:
     input:
-        [f"results/runs/{family}/{run}/result.json" for family, run in RUNS],
+        lambda w: all_results(),
     output:
         "results/mlflow/synced.txt",
     params:

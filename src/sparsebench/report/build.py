@@ -16,6 +16,7 @@ from typing import Any
 import pandas as pd
 from jinja2 import Environment, PackageLoader, select_autoescape
 
+from sparsebench.report.adaptive import grid_docs, seed_plan
 from sparsebench.report.claims import check
 from sparsebench.report.figures import family_figure, kernel_figure
 from sparsebench.report.pivots import pivot_tables
@@ -120,20 +121,23 @@ def provenance(docs: list[dict[str, Any]], suite: str | None, root: Path) -> dic
 
 
 def claim_results(suite: str | None, root: Path, docs: list[dict[str, Any]]) -> list[dict]:
-    """Every claim of the suite's experiment configs, checked against that config's runs; a
-    grid that declares `smoke_scale` (why it is smaller than its claims need) labels its
-    claims so."""
+    """Every claim of the suite's experiment configs, checked against that config's cells (at
+    the grid's seeds and any adaptive seeding added, looked at sequentially when the suite
+    plans it); a grid that declares `smoke_scale` (why it is smaller than its claims need)
+    labels its claims so."""
     if not suite or not (root / suite).exists():
         return []
     from sparsebench.config import load_suite
 
     out = []
-    for experiment in load_suite(root / suite, root).experiments:
-        keys = {spec.key() for spec in experiment.runs}
-        own = [d for d in docs if d["key"] in keys]
+    loaded = load_suite(root / suite, root)
+    plan = seed_plan(loaded)
+    for experiment in loaded.experiments:
+        own = grid_docs(experiment, docs)
+        base = {spec.key() for spec in experiment.runs}
         smoke = experiment.raw.get("smoke_scale")
         for claim in experiment.claims:
-            result = check(claim, own)
+            result = check(claim, own, None if smoke else plan, base)
             if smoke:
                 result.caveats = "; ".join(filter(None, [f"smoke scale: {smoke}", result.caveats]))
             out.append(vars(result))

@@ -41,6 +41,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sparsebench import registry
+from sparsebench.report.sequential import ALPHA, SeedPlan, fixed
 from sparsebench.report.stats import (
     detectable_difference,
     equivalent,
@@ -78,6 +79,11 @@ class ClaimResult:
     """Smallest difference these seeds detect with 80% power (paired t, 5%)."""
     seeds_needed: int | None = None
     """Seeds needed to detect the observed difference with 80% power."""
+    next_seeds: int | None = None
+    """Paired seeds the next planned look needs while the claim is undecided (None: no
+    further look is planned)."""
+    paired: list[int] = dataclasses.field(default_factory=list)
+    """The seeds both sides ran, in the order the looks take them."""
 
 
 @functools.cache
@@ -108,7 +114,7 @@ def _matches(doc: dict[str, Any], side: dict[str, Any], where: dict[str, Any]) -
     return True
 
 
-def _runs(docs: list[dict[str, Any]], side, where, metric: str) -> dict[int, dict[str, Any]]:
+def side_runs(docs: list[dict[str, Any]], side, where, metric: str) -> dict[int, dict[str, Any]]:
     """The result documents per seed of the one configuration the side names that report
     `metric` (none for a published number).
 
@@ -186,7 +192,15 @@ def _diverged_verdict(claim, docs, where, a, b) -> str | None:
     return None
 
 
-def check(claim: dict[str, Any], docs: list[dict[str, Any]]) -> ClaimResult:
+def check(
+    claim: dict[str, Any],
+    docs: list[dict[str, Any]],
+    plan: SeedPlan | None = None,
+    base_keys: set[str] | None = None,
+) -> ClaimResult:
+    """The claim's verdict on `docs`; with a seed `plan`, the sequential verdict over the
+    looks its seeds allow. The first look takes the paired seeds whose runs are all among
+    `base_keys` (the grid's own runs; every paired seed when None)."""
     result = ClaimResult(
         claim["claim"], claim.get("paper", ""), claim["metric"], _label(claim["a"]),
         _label(claim["b"]), math.nan, math.nan, math.nan, math.nan, math.nan, 0,
@@ -196,8 +210,8 @@ def check(claim: dict[str, Any], docs: list[dict[str, Any]]) -> ClaimResult:
     metric_a = claim["a"].get("metric", claim["metric"])
     metric_b = claim["b"].get("metric", claim["metric"])
     try:
-        runs_a = _runs(docs, claim["a"], where, metric_a)
-        runs_b = _runs(docs, claim["b"], where, metric_b)
+        runs_a = side_runs(docs, claim["a"], where, metric_a)
+        runs_b = side_runs(docs, claim["b"], where, metric_b)
     except AmbiguousClaim as err:
         result.verdict = f"ambiguous: {err}"
         return result
@@ -215,30 +229,77 @@ def check(claim: dict[str, Any], docs: list[dict[str, Any]]) -> ClaimResult:
     sign = 1.0 if claim.get("better", "higher") == "higher" else -1.0
     margin = float(claim.get("margin", 0.0))
     diffs = [sign * (a[s] - b[s]) for s in seeds]
-    result.seeds = len(seeds)
-    result.a_mean = sum(a[s] for s in seeds) / len(seeds)
-    result.b_mean = sum(b[s] for s in seeds) / len(seeds)
+    result.paired, result.seeds = seeds, len(seeds)
     result.diff = sum(diffs) / len(diffs)
+    _side_means(result, a, b, seeds)
     mismatch = _density_mismatch(result, claim.get("density_tolerance", DENSITY_TOLERANCE))
     if mismatch is not None:
         result.verdict = mismatch
         return result
-    if len(diffs) == 1:
+    first = len(seeds) if base_keys is None else _in_grid(seeds, runs_a, runs_b, base_keys)
+    looks, levels = plan_looks(plan, first)
+    _decide_sequentially(result, diffs, looks, levels, margin, claim.get("equivalence_margin"))
+    _side_means(result, a, b, seeds[: result.seeds])
+    return result
+
+
+def _side_means(result: ClaimResult, a: dict, b: dict, seeds: list[int]) -> None:
+    result.a_mean = sum(a[s] for s in seeds) / len(seeds)
+    result.b_mean = sum(b[s] for s in seeds) / len(seeds)
+
+
+def _in_grid(seeds: list[int], runs_a: dict, runs_b: dict, base_keys: set[str]) -> int:
+    """How many paired seeds the grid itself ran on both sides (a published b: on a)."""
+    return sum(all(runs[s]["key"] in base_keys for runs in (runs_a, runs_b) if runs) for s in seeds)
+
+
+def plan_looks(plan: SeedPlan | None, first: int) -> tuple[list[int], list[float]]:
+    """The seeds at each look of a claim first compared on `first` seeds, and each look's
+    level: one look at 5% without a plan; with one, looks from at least 2 seeds up."""
+    if plan is None:
+        return fixed(first)
+    looks = plan.looks(max(first, 2))
+    return looks, plan.levels(looks)
+
+
+def _decide_sequentially(result, diffs, looks, levels, margin, equivalence) -> None:
+    """Take the planned looks the seeds allow, in order, and stop at the first that decides;
+    the result keeps that look's interval and test. While undecided, it also gets the last
+    look's power analysis, and `next_seeds` says how many paired seeds the next planned look
+    needs (None when the plan is spent)."""
+    taken = [k for k, n in enumerate(looks) if n <= len(diffs)]
+    if not taken or len(diffs) < 2:
         result.verdict = "inconclusive (1 seed)"
-        return result
-    _, half = mean_interval(diffs)
+        result.next_seeds = looks[0] if looks[0] > len(diffs) else None
+        return
+    for k in taken:
+        _decide(result, diffs[: looks[k]], levels[k], margin, equivalence)
+        if len(looks) > 1:
+            result.test += f"; look {k + 1} of {len(looks)}"
+        if not result.verdict.startswith("inconclusive"):
+            return
+    last = taken[-1]
+    result.next_seeds = looks[last + 1] if last + 1 < len(looks) else None
+    spread = sample_sd(diffs[: looks[last]])
+    result.detectable = detectable_difference(spread, looks[last], levels[last])
+    result.seeds_needed = seeds_needed(spread, result.diff + margin, levels[last])
+
+
+def _decide(result, diffs, alpha: float, margin: float, equivalence: float | None) -> None:
+    """One look at `diffs` at level `alpha`: supported when the (1 - alpha) t-interval lies
+    above -margin, contradicted below it, equivalent when TOST at `alpha` puts the mean within
+    the equivalence margin, inconclusive otherwise."""
+    result.seeds = len(diffs)
+    result.diff = sum(diffs) / len(diffs)
+    _, half = mean_interval(diffs, 1 - alpha)
     result.low, result.high = result.diff - half, result.diff + half
-    equivalence = claim.get("equivalence_margin")
-    result.test = "paired t, 95%" + (f"; TOST within ±{equivalence:g}" if equivalence else "")
+    level = "95%" if alpha == ALPHA else f"level {alpha:.3g}"
+    result.test = f"paired t, {level}" + (f"; TOST within ±{equivalence:g}" if equivalence else "")
     if result.low > -margin:
         result.verdict = "supported"
     elif result.high < -margin:
         result.verdict = "contradicted"
-    elif equivalence and equivalent(diffs, equivalence):
+    elif equivalence and equivalent(diffs, equivalence, alpha):
         result.verdict = f"equivalent (within ±{equivalence:g})"
     else:
         result.verdict = "inconclusive"
-        spread = sample_sd(diffs)
-        result.detectable = detectable_difference(spread, len(diffs))
-        result.seeds_needed = seeds_needed(spread, result.diff + margin)
-    return result

@@ -61,7 +61,14 @@ def seeds_needed(
     or when the spread is unknown)."""
     if not math.isfinite(sd) or difference == 0 or not math.isfinite(difference):
         return None
-    for n in range(2, cap + 1):
-        if detectable_difference(sd, n, alpha, power) <= abs(difference):
-            return n
-    return None
+
+    def enough(n: int) -> bool:
+        return detectable_difference(sd, n, alpha, power) <= abs(difference)
+
+    if not enough(cap):
+        return None
+    low, high = 1, cap  # enough(high) holds; the detectable difference falls as n grows
+    while high - low > 1:
+        middle = (low + high) // 2
+        low, high = (low, middle) if enough(middle) else (middle, high)
+    return high
