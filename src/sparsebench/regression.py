@@ -20,8 +20,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from scipy import stats
-
 from sparsebench.spec import RunSpec
 
 QUALITY = {"test_acc": "higher", "best_test_acc": "higher", "test_ppl": "lower"}
@@ -132,6 +130,8 @@ def _p_value(base: list[float], fresh: list[float], fresh_higher: bool) -> float
         return None
     if _var(base) == 0 and _var(fresh) == 0:
         return 0.0
+    from scipy import stats  # here, not at the top: every CLI call would pay its import
+
     alternative = "greater" if fresh_higher else "less"
     return float(stats.ttest_ind(fresh, base, equal_var=False, alternative=alternative).pvalue)
 

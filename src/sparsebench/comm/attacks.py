@@ -20,9 +20,9 @@ send the same vector:
 from __future__ import annotations
 
 import math
+from statistics import NormalDist
 
 import torch
-from scipy.stats import norm
 
 PER_CLIENT = ("sign-flip", "gaussian", "scaled")
 OMNISCIENT = ("alie", "ipm")
@@ -57,7 +57,7 @@ def alie_z(n: int, f: int) -> float:
     if not 1 <= f < n:
         raise ValueError(f"alie needs 1 <= f < n, got n={n}, f={f}")
     s = max(math.floor(n / 2 + 1) - f, 1)
-    return float(norm.ppf((n - s) / n))
+    return NormalDist().inv_cdf((n - s) / n)
 
 
 def alie(honest: torch.Tensor, n: int, f: int, z: float | None = None) -> torch.Tensor:
