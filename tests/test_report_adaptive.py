@@ -113,3 +113,10 @@ def test_a_claim_at_its_cap_adds_nothing_and_stays_inconclusive():
 def test_a_smoke_scale_grid_gets_no_more_seeds():
     noisy = docs([0.95, 0.70, 0.85], [0.80, 0.81, 0.82])
     assert next_runs(suite(3, smoke_scale="too small"), noisy) == []
+
+
+def test_a_claim_can_cap_its_own_seeds_below_the_suite():
+    noisy = docs([0.95, 0.70, 0.85], [0.80, 0.81, 0.82])
+    capped = {**CLAIM, "max_seeds": 3}
+    result = check(capped, noisy, PLAN, base_keys(3))
+    assert result.verdict == "inconclusive" and result.next_seeds is None

@@ -237,6 +237,8 @@ def check(
         result.verdict = mismatch
         return result
     first = len(seeds) if base_keys is None else _in_grid(seeds, runs_a, runs_b, base_keys)
+    if plan is not None and "max_seeds" in claim:
+        plan = dataclasses.replace(plan, max_seeds=min(plan.max_seeds, int(claim["max_seeds"])))
     looks, levels = plan_looks(plan, first)
     _decide_sequentially(result, diffs, looks, levels, margin, claim.get("equivalence_margin"))
     _side_means(result, a, b, seeds[: result.seeds])
