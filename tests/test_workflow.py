@@ -219,3 +219,48 @@ def test_killed_suite_resumes_without_redoing_or_duplicating(tmp_path):
     assert sorted(keys) == sorted(s.key() for s in specs)
     again = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert "Nothing to be done" in again.stdout + again.stderr
+
+
+ADAPTIVE_GRID = """family: sparse_training
+methods:
+  - name: dense
+  - name: static-random
+    params: {density: 0.1, allocation: erk}
+datasets: [{name: digits}]
+models: [{name: mlp, params: {hidden: 64}}]
+budget: {steps: 60, batch_size: 64, lr: 0.01, eval_every: 30}
+seeds: [0, 1]
+claims:
+  - claim: a dense MLP beats a 10% random one
+    paper: test
+    metric: test_acc
+    a: {method: dense}
+    b: {method: static-random, params: {density: 0.1, allocation: erk}}
+"""
+
+
+def test_adaptive_seeding_adds_seeds_to_the_compared_cells_until_the_claim_is_decided(tmp_path):
+    root = Path(__file__).resolve().parents[1]
+    for name in ("workflow", "configs"):
+        shutil.copytree(root / name, tmp_path / name)
+    (tmp_path / "configs/experiments/adaptive.yaml").write_text(ADAPTIVE_GRID)
+    suite = "configs/suite-adaptive.yaml"
+    (tmp_path / suite).write_text(
+        "hardware: cpu\nexperiments: [configs/experiments/adaptive.yaml]\n"
+        "adaptive_seeds: {batch: 2, max_seeds: 4}\n"
+    )
+    exe = str(Path(sys.executable).with_name("snakemake"))
+    command = [exe, "-c", "2", "--config", f"suite={suite}"]
+    done = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    looks = [json.loads((tmp_path / f"results/looks/{k}.json").read_text()) for k in (1, 2, 3)]
+    added = [(r["spec"]["method"]["name"], r["spec"]["seed"]) for r in looks[0]["runs"]]
+    # two seeds on two cells undecide it (one degree of freedom, level 0.031): seeds 2 and 3
+    assert sorted(added) == [("dense", 2), ("dense", 3), ("static-random", 2), ("static-random", 3)]
+    assert looks[1]["runs"] == looks[2]["runs"] == []
+    table = pd.read_parquet(tmp_path / "results/tables/sparse_training.parquet")
+    assert sorted(table["seed"]) == [0, 0, 1, 1, 2, 2, 3, 3]
+    html = (tmp_path / "reports/index.html").read_text()
+    assert "look 2 of 2" in html
+    again = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert "Nothing to be done" in again.stdout + again.stderr
