@@ -39,12 +39,18 @@ def test_method_runs_and_its_bytes_add_up(tiny_data, name):
     assert len(result.costs["compute_s_at_eval"]) == 2
 
 
-def test_workers_compute_in_parallel_so_a_step_costs_its_slowest_worker(root):
+def _three_workers(slowdown: list[float]):
+    """A pool of three workers with no steps yet, on devices of the given slowdowns."""
     from sparsebench.engines.workers import Pool
 
     pool = Pool.__new__(Pool)
     pool.workers, pool.compute_s, pool.serial_s = 3, 0.0, 0.0
-    pool.slowdown = [1.0, 1.0, 1.0]
+    pool.slowdown = slowdown
+    return pool
+
+
+def test_workers_compute_in_parallel_so_a_step_costs_its_slowest_worker(root):
+    pool = _three_workers([1.0, 1.0, 1.0])
     pool.step_s = [1.0, 3.0, 2.0]
     pool.end_step()
     pool.step_s = [0.5, 0.25, 0.5]
@@ -54,11 +60,7 @@ def test_workers_compute_in_parallel_so_a_step_costs_its_slowest_worker(root):
 
 
 def test_a_step_costs_the_worker_slowest_on_its_own_device(root):
-    from sparsebench.engines.workers import Pool
-
-    pool = Pool.__new__(Pool)
-    pool.workers, pool.compute_s, pool.serial_s = 3, 0.0, 0.0
-    pool.slowdown = [1.0, 0.5, 4.0]
+    pool = _three_workers([1.0, 0.5, 4.0])
     pool.step_s = [1.0, 3.0, 2.0]
     pool.end_step()
     assert (pool.compute_s, pool.serial_s) == (8.0, 6.0)
