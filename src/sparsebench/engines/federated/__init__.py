@@ -8,8 +8,11 @@ One loop per execution model, chosen by the strategy's declared `execution`:
 - `fixed-interval`: FedFix-style merges at fixed simulated times (`asynchronous.py`);
 - `gossip`: no server, every node trains and then gossips (`decentralized.py`);
 - `sampled-gossip`: no server, MoDeST-style sampled rounds (`decentralized.py`).
-Client training, uploads and byte counting (`clients.py`) and the per-round record and result
-(`record.py`) are shared by all of them.
+Client training, uploads and byte counting (`clients.py`, with the run's training setup in
+`local.py`, minibatch streams in `plans.py`, the two simulators in `batched.py` and
+`sequential.py`) and the per-round record and result (`record.py`: an evaluation every
+`budget.eval_every_rounds` rounds and after the last) are shared by all of them.
+`throughput.py` times whole rounds against bare torch loops (`sparsebench throughput`).
 
 Checkpoints (`resume.py`, also shared): with a path in `ctx.extra["checkpoint"]` and
 budget.checkpoint_every > 0, every loop saves its whole state every that many budget *rounds*

@@ -31,7 +31,7 @@ from sparsebench.engines.federated.clients import (
     upload,
     upload_round,
 )
-from sparsebench.engines.federated.record import log_round, new_curves, run_result
+from sparsebench.engines.federated.record import flush, log_round, new_curves, run_result
 from sparsebench.engines.federated.resume import Checkpoints, Progress
 from sparsebench.seeds import derive
 from sparsebench.spec import RunResult
@@ -193,18 +193,25 @@ def run_buffered(ctx: RunContext) -> RunResult:
         run.global_vec = strategy.aggregate_buffer(run.global_vec, deltas, stale)
         run.rounds_done = version
         run.buffer.clear()
-        load_vector(ctx.model, run.global_vec)
-        log_round(ctx, run.curves, version, losses, run.up, run.down)
-        run.curves["sim_time"].append(run.now)
-        run.log_compute(run.now)
+        if log_round(ctx, run, version, losses, run.up, run.down, run.global_vec):
+            run.curves["sim_time"].append(run.now)
+            run.log_compute(run.now)
         run.traffic.append((setup.model_bytes + run.largest_up, 2, run.up + run.down))
         run.up = run.down = run.largest_up = 0
         if version < budget.rounds:
             _restart_idle(ctx, setup, run)
         saves.reached(run)
+    _flush(ctx, run, run.now)
     saves.finish()
     load_vector(ctx.model, run.global_vec)
     return run_result(ctx, setup.parts, run, diverged)
+
+
+def _flush(ctx: RunContext, run: _Buffered | _FixedInterval, now: float) -> None:
+    """Log the steps counted since the last logged one (a run that diverged in between)."""
+    if flush(ctx, run, run.global_vec, timed=False):
+        run.curves["sim_time"].append(now)
+        run.log_compute(now)
 
 
 @dataclass(kw_only=True)
@@ -217,6 +224,7 @@ class _FixedInterval(_Clocked):
     attacker: torch.Generator
     jobs: dict[int, tuple[float, torch.Tensor, torch.Tensor, float]] = field(default_factory=dict)
     down: int = 0
+    last_merge: float = 0.0
 
 
 def _start(
@@ -250,12 +258,12 @@ def _merge(
     up = sum(sent)
     deltas = [m["delta"] for m in msgs]
     run.global_vec = strategy.aggregate_interval(run.global_vec, deltas, done, budget.local_steps)
-    load_vector(ctx.model, run.global_vec)
     sending = done if rnd < budget.rounds else []
     run.down += setup.model_bytes * len(sending)
-    log_round(ctx, run.curves, rnd, losses, up, run.down)
-    run.curves["sim_time"].append(now)
-    run.log_compute(now)
+    if log_round(ctx, run, rnd, losses, up, run.down, run.global_vec):
+        run.curves["sim_time"].append(now)
+        run.log_compute(now)
+    run.last_merge = now
     run.traffic.append((setup.model_bytes + max(sent), 2, up + run.down))
     run.down = 0
     if sending:
@@ -291,6 +299,7 @@ def run_fixed_interval(ctx: RunContext) -> RunResult:
             break
         run.rounds_done = rnd
         saves.reached(run)
+    _flush(ctx, run, run.last_merge)
     saves.finish()
     load_vector(ctx.model, run.global_vec)
     return run_result(ctx, setup.parts, run, diverged)

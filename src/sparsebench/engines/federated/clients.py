@@ -1,31 +1,29 @@
 """What every federated loop does with clients: the partition, the Byzantine set, local training
-(sequential on one reused model, or vmap-batched in `batched`), what a client uploads, and the
-bytes a message takes.
+(set up once per run in `local`: sequential on one reused model, or vmap-batched in `batched`),
+what the clients upload together, and the bytes a message takes.
 
-Bytes are counted per client and direction from the fp32 payloads of every broadcast and
-uploaded tensor.
+Bytes are counted per client and direction as the serialized payloads of every broadcast and
+uploaded tensor (fp32 values, raw integer buffers), from their sizes alone.
 """
 
 from __future__ import annotations
 
-import math
 import time
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from torch.nn.utils import parameters_to_vector
 
 from sparsebench import registry
 from sparsebench.comm.attacks import attack, attack_round
-from sparsebench.comm.compressors import Identity
 from sparsebench.data.base import Dataset
 from sparsebench.data.partition import dirichlet, iid, natural, shards, write_manifest
 from sparsebench.engines.context import RunContext, parallel_compute
-from sparsebench.engines.federated import batched
-from sparsebench.engines.trainer import batches, make_optimizer
-from sparsebench.methods.federated.base import FederatedParams, Message, Strategy
-from sparsebench.seeds import all_seeds, derive
+from sparsebench.engines.federated.local import local_training
+from sparsebench.engines.federated.plans import draws
+from sparsebench.engines.federated.sequential import SequentialTrainer
+from sparsebench.methods.federated.base import FederatedParams, Message, Strategy, Uploads
+from sparsebench.seeds import all_seeds
 from sparsebench.spec import Budget, RunSpec
 
 
@@ -85,22 +83,12 @@ def byzantine_clients(clients: int, fraction: float, seed: int) -> set[int]:
 
 
 def message_bytes(message: Message) -> int:
-    """Bytes of a message: floating tensors are sent as fp32 payloads, one per tensor; integer
-    tensors (a compressor's indices or bit-packed codes) as their own raw buffers."""
-    codec = Identity()
+    """Bytes of a message: floating tensors are sent as fp32 payloads, one per tensor (what
+    `Identity().compress(t).nbytes` counts: 4 bytes a value, without building the payload);
+    integer tensors (a compressor's indices or bit-packed codes) as their own raw buffers."""
     return sum(
-        codec.compress(t).nbytes if t.is_floating_point() else t.numel() * t.element_size()
-        for t in message.values()
+        t.numel() * (4 if t.is_floating_point() else t.element_size()) for t in message.values()
     )
-
-
-def client_seed(ctx: RunContext, rnd: int, client: int) -> int:
-    """The seed of a client's minibatch order in a round (any process can rebuild it)."""
-    return derive(ctx.seeds["root"], "data", rnd, client)
-
-
-def _client_generator(ctx: RunContext, rnd: int, client: int) -> torch.Generator:
-    return torch.Generator().manual_seed(client_seed(ctx, rnd, client))
 
 
 def train_one(
@@ -113,54 +101,16 @@ def train_one(
     budget: Budget,
     generator: torch.Generator,
 ) -> float:
-    """`local_steps` minibatch steps with a fresh optimizer from the global model, adding the
-    strategy's gradient correction (and taking the gradient at the SAM-perturbed point when the
-    strategy asks for it); returns the mean loss, NaN if it stopped being finite."""
-    load_vector(model, global_vec)
-    optimizer = make_optimizer(model.parameters(), budget)
-    index_stream = batches(len(y), min(budget.batch_size, len(y)), generator)
+    """`local_steps` minibatch steps (drawn from `generator` as `trainer.batches` draws them)
+    with a fresh optimizer from the global model, adding the strategy's gradient correction
+    (and taking the gradient at the SAM-perturbed point when the strategy asks for it); leaves
+    the model at the result and returns the mean loss, NaN if it stopped being finite."""
+    trainer = SequentialTrainer(model, budget, strategy.sam_rho, flat=False)
+    plan = draws(len(y), min(budget.batch_size, len(y)), budget.local_steps, generator)
+    correction = strategy.local_correction([client], global_vec)
+    step_correction = None if correction is None else (lambda w: correction(w, slice(None)))
     model.train()
-    total = 0.0
-    for _ in range(budget.local_steps):
-        idx = next(index_stream)
-        loss = F.cross_entropy(model(x[idx]), y[idx])
-        if not math.isfinite(loss.item()):
-            return math.nan
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        if strategy.sam_rho > 0:
-            _sam_gradient(model, optimizer, x[idx], y[idx], strategy.sam_rho)
-        if strategy.corrects_gradient:
-            extra = strategy.gradient_correction([client], model_vector(model)[None], global_vec)
-            _add_to_grads(model, extra[0])
-        optimizer.step()
-        total += loss.item()
-    return total / max(budget.local_steps, 1)
-
-
-def _sam_gradient(model, optimizer, x: torch.Tensor, y: torch.Tensor, rho: float) -> None:
-    """Replace the gradient g at w by the gradient at w + rho g / ||g|| (sharpness-aware
-    minimisation, Foret et al. 2021), leaving the weights at w."""
-    params = [p for p in model.parameters() if p.grad is not None]
-    with torch.no_grad():
-        g = torch.cat([p.grad.flatten() for p in params])
-        scale = rho / (g.norm() + 1e-12)
-        shifts = [scale * p.grad for p in params]
-        for p, e in zip(params, shifts, strict=True):
-            p.add_(e)
-    optimizer.zero_grad(set_to_none=True)
-    F.cross_entropy(model(x), y).backward()
-    with torch.no_grad():
-        for p, e in zip(params, shifts, strict=True):
-            p.sub_(e)
-
-
-@torch.no_grad()
-def _add_to_grads(model: torch.nn.Module, vec: torch.Tensor) -> None:
-    offset = 0
-    for p in model.parameters():
-        p.grad.add_(vec[offset : offset + p.numel()].view_as(p))
-        offset += p.numel()
+    return trainer.client(global_vec, x, y, plan, step_correction)
 
 
 def timed_round(
@@ -186,28 +136,9 @@ def train_round(
     ctx: RunContext, parts: list[torch.Tensor], sampled: list[int], rnd: int, start: torch.Tensor
 ) -> tuple[torch.Tensor, list[float]]:
     """Trained vectors [C, d] and mean losses of the sampled clients, batched when possible.
-    `start` is the global vector [d] or one start per client [C, d] (decentralized nodes)."""
-    model, data, budget, strategy = ctx.model, ctx.data, ctx.budget, ctx.method
-    gens = [_client_generator(ctx, rnd, c) for c in sampled]
-    local = [(data.x_train[parts[c]], data.y_train[parts[c]]) for c in sampled]
-    if strategy.params.simulation == "vmap" and batched.batchable(
-        model, [len(y) for _, y in local], budget
-    ):
-
-        def correction(w: torch.Tensor) -> torch.Tensor | None:
-            if not strategy.corrects_gradient:
-                return None
-            return strategy.gradient_correction(sampled, w, start)
-
-        return batched.train_clients(
-            model, start, local, budget, gens, correction, strategy.sam_rho
-        )
-    starts = start.expand(len(sampled), -1)
-    vecs, losses = [], []
-    for client, (x, y), gen, s in zip(sampled, local, gens, starts, strict=True):
-        losses.append(train_one(model, strategy, client, s, x, y, budget, gen))
-        vecs.append(model_vector(model))
-    return torch.stack(vecs), losses
+    `start` is the global vector [d] or one start per client [C, d] (decentralized nodes).
+    The run's training setup is built on the first call and reused (`local.local_training`)."""
+    return local_training(ctx, parts).train(sampled, rnd, start)
 
 
 def upload(ctx, client, global_vec, local, byzantine: bool, attacker) -> Message:
@@ -221,12 +152,12 @@ def upload(ctx, client, global_vec, local, byzantine: bool, attacker) -> Message
 
 def upload_round(ctx, clients, starts, trained, byzantine, attacker) -> list[Message]:
     """The messages of clients uploading together; the Byzantine ones replace their updates
-    through `attack_round`, so the omniscient attacks (ALIE, IPM) see the round's honest ones."""
+    through `attack_round`, so the omniscient attacks (ALIE, IPM) see the round's honest ones.
+    `trained` (a [C, d] tensor, or a list) is consumed: the messages may reuse its storage."""
     strategy, params, budget = ctx.method, ctx.method.params, ctx.budget
-    msgs = [
-        strategy.client_message(c, s, y, budget.local_steps, budget.lr)
-        for c, s, y in zip(clients, starts, trained, strict=True)
-    ]
+    msgs = strategy.client_messages(
+        Uploads(clients, starts, trained, budget.local_steps, budget.lr)
+    )
     flags = [c in byzantine for c in clients]
     if any(flags):
         deltas = torch.stack([m["delta"] for m in msgs])

@@ -18,7 +18,7 @@ from sparsebench.engines.federated.clients import (
     partition_clients,
     timed_round,
 )
-from sparsebench.engines.federated.record import log_round, new_curves, run_result
+from sparsebench.engines.federated.record import flush, log_round, new_curves, run_result
 from sparsebench.engines.federated.resume import Checkpoints, Progress
 from sparsebench.seeds import derive
 from sparsebench.spec import RunResult
@@ -58,11 +58,10 @@ def run_sampled(ctx: RunContext) -> RunResult:
         following = strategy.sample(rnd + 1) if rnd < budget.rounds else []
         down = model_bytes * strategy.transfers(aggregators, following)
         run.traffic.append((2 * len(sample) * model_bytes, 2 * len(sample)))
-        run.compute_s.append(compute_s)
-        load_vector(ctx.model, run.model)
-        log_round(ctx, run.curves, rnd, losses, up, down)
+        log_round(ctx, run, rnd, losses, up, down, run.model, compute_s)
         run.rounds_done = rnd
         saves.reached(run)
+    flush(ctx, run, run.model, timed=True)
     saves.finish()
     load_vector(ctx.model, run.model)
     return run_result(ctx, parts, run, diverged)
@@ -129,12 +128,12 @@ def run_gossip(ctx: RunContext) -> RunResult:
             run.models = strategy.gossip(models, layout)
         sent = sum(strategy.messages_per_node()) * model_bytes
         run.traffic.append((max(strategy.messages_per_node()) * model_bytes, 2))
-        run.compute_s.append(compute_s)
-        load_vector(ctx.model, run.models.mean(0))
-        log_round(ctx, run.curves, rnd, losses, sent, sent)
-        run.curves["consensus_distance"].append(consensus_distance(run.models))
+        if log_round(ctx, run, rnd, losses, sent, sent, run.models.mean(0), compute_s):
+            run.curves["consensus_distance"].append(consensus_distance(run.models))
         run.rounds_done = rnd
         saves.reached(run)
+    if flush(ctx, run, run.models.mean(0), timed=True):
+        run.curves["consensus_distance"].append(consensus_distance(run.models))
     saves.finish()
     load_vector(ctx.model, run.models.mean(0))
     result = run_result(ctx, parts, run, diverged)

@@ -26,13 +26,19 @@ from sparsebench.engines.context import RunContext
 @dataclass(kw_only=True)
 class Progress:
     """What every federated loop has done so far: budget rounds completed (server steps for
-    the buffered loop, intervals for the fixed-interval one), curves, per-round traffic and,
-    in the round loops, each logged round's client compute seconds."""
+    the buffered loop, intervals for the fixed-interval one), curves, per-round traffic, each
+    logged round's client compute seconds (since the previous logged round), and what the
+    rounds since the last logged one have counted but not logged yet (`record.log_round`)."""
 
     rounds_done: int = 0
     curves: dict[str, list]
     traffic: list[tuple] = field(default_factory=list)
     compute_s: list[float] = field(default_factory=list)
+    unlogged_rounds: int = 0
+    unlogged_losses: list[float] = field(default_factory=list)
+    unlogged_up: int = 0
+    unlogged_down: int = 0
+    unlogged_compute_s: float = 0.0
 
 
 def _identity(ctx: RunContext) -> dict[str, Any]:

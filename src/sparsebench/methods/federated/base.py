@@ -11,6 +11,7 @@ y_i - x, the quantity robust aggregators and Byzantine attacks act on.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -26,6 +27,31 @@ if TYPE_CHECKING:
     import networkx as nx
 
 Message = dict[str, torch.Tensor]
+LocalCorrection = Callable[[torch.Tensor, slice], torch.Tensor | None]
+"""A round's gradient correction: (w of the clients `clients[rows]` [n, d], rows) -> [n, d]."""
+StepCorrection = Callable[[torch.Tensor], torch.Tensor | None]
+"""The same for a fixed set of clients: w [n, d] -> [n, d] (None: no correction)."""
+
+
+@dataclass(frozen=True)
+class Uploads:
+    """Clients uploading together after one round of local training: their ids, the start of
+    each, what each trained to (a list, or one [C, d] tensor that then belongs to the call: its
+    storage may hold the messages), and the local steps and rate they trained with."""
+
+    clients: list[int]
+    starts: list[torch.Tensor]
+    trained: Sequence[torch.Tensor]
+    steps: int
+    lr: float
+
+    def shared_start(self) -> torch.Tensor | None:
+        """The start every client shares when `trained` is one [C, d] tensor (the batched
+        uploads that strategies compute at once), else None."""
+        first = self.starts[0]
+        if isinstance(self.trained, torch.Tensor) and all(s is first for s in self.starts):
+            return first
+        return None
 
 
 @dataclass(frozen=True)
@@ -101,11 +127,37 @@ class Strategy:
         None means plain local SGD; a strategy that returns a tensor sets `corrects_gradient`."""
         return None
 
+    def local_correction(self, clients: list[int], start: torch.Tensor) -> LocalCorrection | None:
+        """The correction of a round's local steps from `start` ([d], or [C, d] per client),
+        called at every step with the current parameters of the clients `clients[rows]`: by
+        default `gradient_correction` each time; None when the strategy does not correct."""
+        if not self.corrects_gradient:
+            return None
+
+        def correction(w: torch.Tensor, rows: slice) -> torch.Tensor | None:
+            starts = start if start.dim() == 1 else start[rows]
+            return self.gradient_correction(clients[rows], w, starts)
+
+        return correction
+
     def client_message(
         self, client: int, global_vec: torch.Tensor, local: torch.Tensor, steps: int, lr: float
     ) -> Message:
         """What client `client` uploads after `steps` local steps of rate `lr` ended at `local`."""
         return {"delta": local - global_vec}
+
+    def client_messages(self, up: Uploads) -> list[Message]:
+        """The messages of clients uploading together, in order: exactly `client_message` for
+        each. Where `client_message` is this class's y_i - x and the clients share one start,
+        it is one in-place subtraction over `up.trained`, whose rows the messages hold (and
+        `combine_deltas` takes without stacking them)."""
+        start = up.shared_start()
+        if type(self).client_message is Strategy.client_message and start is not None:
+            return [{"delta": d} for d in up.trained.sub_(start).unbind()]
+        return [
+            self.client_message(c, s, y, up.steps, up.lr)
+            for c, s, y in zip(up.clients, up.starts, up.trained, strict=True)
+        ]
 
     def weights(self, sizes: list[int]) -> torch.Tensor:
         """Aggregation weights for the mean: proportional to the clients' sample counts."""
@@ -114,7 +166,7 @@ class Strategy:
 
     def combine_deltas(self, messages: list[Message], sizes: list[int]) -> torch.Tensor:
         """The server's estimate of the mean update, through the configured (robust) rule."""
-        deltas = torch.stack([m["delta"] for m in messages])
+        deltas = stack_rows([m["delta"] for m in messages])
         return combine(
             deltas, self.weights(sizes), self.params.aggregator, self._robust_options(len(sizes))
         )
@@ -128,6 +180,44 @@ class Strategy:
     ) -> torch.Tensor:
         """The next global parameter vector from the sampled clients' messages."""
         return global_vec + self.combine_deltas(messages, sizes)
+
+
+@dataclass
+class _RoundControls:
+    """What `ControlVariateStrategy.local_correction` stacked for a round: its clients, the
+    control objects they held then, c_i [C, d] and c - c_i [C, d]."""
+
+    clients: list[int]
+    held: list[torch.Tensor | None]
+    controls: torch.Tensor
+    fixed: torch.Tensor
+
+
+def stacked(table: dict[int, torch.Tensor], keys: list[int], like: torch.Tensor) -> torch.Tensor:
+    """`table`'s vectors for `keys`, stacked [n, d]; zero for a key it does not hold."""
+    zero = torch.zeros_like(like)
+    return torch.stack([table.get(k, zero) for k in keys])
+
+
+def keep(table: dict[int, torch.Tensor], keys: list[int], rows: torch.Tensor) -> None:
+    """Store each row of `rows` under its key, as its own copy (a view would keep the whole
+    [n, d] tensor alive for as long as any one of its rows stays in the table)."""
+    for key, row in zip(keys, rows, strict=True):
+        table[key] = row.clone()
+
+
+def stack_rows(rows: list[torch.Tensor]) -> torch.Tensor:
+    """torch.stack(rows); when they already are the rows of one contiguous [n, d] tensor, in
+    order (batched uploads), that tensor itself, without copying it. Read-only use only."""
+    base = rows[0]._base
+    if base is not None and base.dim() == 2 and len(rows) == base.shape[0] and base.is_contiguous():
+        start, step = base.storage_offset(), base.stride(0)
+        if all(
+            r._base is base and r.shape == base.shape[1:] and r.storage_offset() == start + i * step
+            for i, r in enumerate(rows)
+        ):
+            return base
+    return torch.stack(rows)
 
 
 @dataclass(frozen=True)
@@ -272,6 +362,15 @@ class ControlVariateStrategy(Strategy):
         super().__init__(params, seed)
         self.c: torch.Tensor | None = None
         self.client_c: dict[int, torch.Tensor] = {}
+        self._round: _RoundControls | None = None
+
+    def state_dict(self) -> dict[str, Any]:
+        """The state without the round's stacked controls (scratch of one round)."""
+        return checkpoint.capture(self, skip=frozenset({"_round"}))
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        checkpoint.restore(self, state)
+        self._round = None
 
     def _control(self, global_vec: torch.Tensor) -> torch.Tensor:
         if self.c is None:
@@ -281,14 +380,40 @@ class ControlVariateStrategy(Strategy):
     def _client_control(self, client: int, global_vec: torch.Tensor) -> torch.Tensor:
         return self.client_c.get(client, torch.zeros_like(global_vec))
 
+    def _client_controls(self, clients: list[int], global_vec: torch.Tensor) -> torch.Tensor:
+        """The clients' controls c_i stacked [C, d] (zero for a client not seen yet)."""
+        return stacked(self.client_c, clients, global_vec)
+
     def broadcast(self, global_vec: torch.Tensor) -> Message:
         return {"model": global_vec, "control": self._control(global_vec)}
 
     def gradient_correction(
         self, clients: list[int], local: torch.Tensor, global_vec: torch.Tensor
     ) -> torch.Tensor:
-        c = self._control(global_vec)
-        return torch.stack([c - self._client_control(i, global_vec) for i in clients])
+        controls = self._client_controls(clients, global_vec)
+        return torch.sub(self._control(global_vec), controls, out=controls)
+
+    def local_correction(self, clients: list[int], start: torch.Tensor) -> LocalCorrection:
+        """c - c_i does not change during local training: computed once for the round, and
+        kept with the stacked c_i for the round's uploads."""
+        controls = self._client_controls(clients, start)
+        fixed = self._control(start) - controls
+        held = [self.client_c.get(i) for i in clients]
+        self._round = _RoundControls(list(clients), held, controls, fixed)
+        return lambda w, rows: fixed[rows]
+
+    def _round_controls(
+        self, clients: list[int], global_vec: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The clients' stacked c_i and c - c_i from this round's `local_correction` when it
+        stacked them for these very clients and none of their controls has changed since
+        (taken: they are the caller's to reuse); else c_i stacked now, and None."""
+        kept, self._round = self._round, None
+        if kept is not None and kept.clients == clients:
+            held = zip(clients, kept.held, strict=True)
+            if all(self.client_c.get(i) is t for i, t in held):
+                return kept.controls, kept.fixed
+        return self._client_controls(clients, global_vec), None
 
     def client_message(
         self, client: int, global_vec: torch.Tensor, local: torch.Tensor, steps: int, lr: float
@@ -298,13 +423,35 @@ class ControlVariateStrategy(Strategy):
         self.client_c[client] = c_new
         return {"delta": local - global_vec, "control": c_new - c_i}
 
+    def client_messages(self, up: Uploads) -> list[Message]:
+        """`client_message` for every client at once (the same values, computed on [C, d])
+        where this class's rule applies and the clients share one start."""
+        global_vec = up.shared_start()
+        if type(self).client_message is not ControlVariateStrategy.client_message:
+            global_vec = None
+        if global_vec is None:
+            return super().client_messages(up)
+        clients, steps, lr = up.clients, up.steps, up.lr
+        c_old, fixed = self._round_controls(clients, global_vec)
+        deltas = up.trained.sub_(global_vec)
+        # IEEE rounding is symmetric in sign: c_i - c is exactly -(c - c_i), and (x - y) / (K lr)
+        # exactly (y - x) / -(K lr); addcdiv with value 1 adds that quotient as `+` would.
+        c_new = fixed.neg_() if fixed is not None else c_old - self._control(global_vec)
+        c_new.addcdiv_(deltas, torch.tensor(-(steps * lr), dtype=deltas.dtype))
+        keep(self.client_c, clients, c_new)
+        controls = torch.sub(c_new, c_old, out=c_old)
+        return [
+            {"delta": d, "control": dc}
+            for d, dc in zip(deltas.unbind(), controls.unbind(), strict=True)
+        ]
+
     def weights(self, sizes: list[int]) -> torch.Tensor:
         return torch.full((len(sizes),), 1.0 / len(sizes))
 
     def aggregate(
         self, global_vec: torch.Tensor, messages: list[Message], sizes: list[int]
     ) -> torch.Tensor:
-        dc = torch.stack([m["control"] for m in messages]).mean(0)
+        dc = stack_rows([m["control"] for m in messages]).mean(0)
         self.c = self._control(global_vec) + len(messages) / self.params.clients * dc
         return global_vec + self.params.server_lr * self.combine_deltas(messages, sizes)
 
@@ -319,6 +466,7 @@ class SingleUplinkScaffold(ControlVariateStrategy):
         # draws its own mask (independent compressors, as the analysis assumes).
         self.codec = make_compressor(params, seed)
         self.pending: list[Payload] = []  # metadata every party knows (e.g. rand-k's round)
+        self.decoded: list[tuple[dict[str, torch.Tensor], torch.Tensor]] = []
         self.local_scale = 1.0
 
     def innovation(
@@ -327,25 +475,57 @@ class SingleUplinkScaffold(ControlVariateStrategy):
         """The vector the client compresses and uploads."""
         raise NotImplementedError
 
+    def innovations(self, up: Uploads, global_vec: torch.Tensor) -> torch.Tensor:
+        """`innovation` of every client [C, d], in order, from their shared start `global_vec`
+        (subclasses compute it at once, and may use `up.trained`'s storage)."""
+        pairs = zip(up.clients, up.trained, strict=True)
+        return torch.stack([self.innovation(c, global_vec, y, up.steps, up.lr) for c, y in pairs])
+
     def client_message(
         self, client: int, global_vec: torch.Tensor, local: torch.Tensor, steps: int, lr: float
     ) -> Message:
-        payload = self.codec.compress(self.innovation(client, global_vec, local, steps, lr))
-        self.local_scale = steps * lr
-        self.pending.append(Payload({}, payload.shape, payload.meta))
+        innovation = self.innovation(client, global_vec, local, steps, lr)
         c_i = self._client_control(client, global_vec)
-        self.client_c[client] = c_i + self.codec.decompress(payload)
+        return self._send(client, innovation, c_i, steps * lr)
+
+    def client_messages(self, up: Uploads) -> list[Message]:
+        """`client_message` for every client: the innovations computed at once, then each
+        compressed in turn (the codec's draws advance per client, in the same order)."""
+        global_vec = up.shared_start()
+        if global_vec is None:
+            return super().client_messages(up)
+        innovations = self.innovations(up, global_vec)
+        self._round = None
+        return [
+            self._send(client, row, self._client_control(client, global_vec), up.steps * up.lr)
+            for client, row in zip(up.clients, innovations, strict=True)
+        ]
+
+    def _send(self, client: int, innovation: torch.Tensor, c_i: torch.Tensor, scale: float):
+        """Compress the client's innovation, move its control by what it decodes to, and keep
+        that decoding for the server (the same function of the same wire tensors)."""
+        payload = self.codec.compress(innovation)
+        self.local_scale = scale
+        decoded = self.codec.decompress(payload)
+        self.pending.append(Payload({}, payload.shape, payload.meta))
+        self.decoded.append((payload.tensors, decoded))
+        self.client_c[client] = c_i + decoded
         return dict(payload.tensors)
 
     def decode(self, messages: list[Message]) -> torch.Tensor:
-        """The server's copies of the clients' innovations [C, d], from the wire tensors."""
-        shells, self.pending = self.pending[: len(messages)], self.pending[len(messages) :]
-        return torch.stack(
-            [
-                self.codec.decompress(Payload(dict(m), shell.shape, shell.meta))
-                for m, shell in zip(messages, shells, strict=True)
-            ]
-        )
+        """The server's copies of the clients' innovations [C, d], from the wire tensors: a
+        message carrying the very tensors a client sent decodes to what the client decoded
+        them to (decompression is a function of the payload); any other is decompressed."""
+        n = len(messages)
+        shells, self.pending = self.pending[:n], self.pending[n:]
+        sent, self.decoded = self.decoded[:n], self.decoded[n:]
+        rows = []
+        for m, shell, (tensors, decoded) in zip(messages, shells, sent, strict=True):
+            if m.keys() == tensors.keys() and all(m[k] is t for k, t in tensors.items()):
+                rows.append(decoded)
+            else:
+                rows.append(self.codec.decompress(Payload(dict(m), shell.shape, shell.meta)))
+        return torch.stack(rows)
 
     def aggregate(
         self, global_vec: torch.Tensor, messages: list[Message], sizes: list[int]

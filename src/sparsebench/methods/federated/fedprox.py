@@ -38,4 +38,4 @@ class FedProx(Strategy):
     def gradient_correction(
         self, clients: list[int], local: torch.Tensor, global_vec: torch.Tensor
     ) -> torch.Tensor:
-        return self.params.mu * (local - global_vec)
+        return torch.sub(local, global_vec).mul_(self.params.mu)  # mu (w - x), one buffer

@@ -28,7 +28,11 @@ from typing import Literal
 import torch
 
 from sparsebench.checks import check_range
-from sparsebench.methods.federated.base import CompressedControlParams, SingleUplinkScaffold
+from sparsebench.methods.federated.base import (
+    CompressedControlParams,
+    SingleUplinkScaffold,
+    Uploads,
+)
 from sparsebench.registry import register
 
 
@@ -59,3 +63,18 @@ class Scafcom(SingleUplinkScaffold):
         v = (1 - beta) * self.momentum.get(client, torch.zeros_like(global_vec)) + beta * mean_grad
         self.momentum[client] = v
         return v - c_i
+
+    def innovations(self, up: Uploads, global_vec: torch.Tensor) -> torch.Tensor:
+        """`innovation` of every client at once, in `up.trained`'s storage: the mean gradients
+        together ((x - y) / (K lr) is exactly (y - x) / -(K lr): IEEE rounding is symmetric in
+        sign), then each client's momentum row by row (each its own new tensor)."""
+        c, (c_i, _) = self._control(global_vec), self._round_controls(up.clients, global_vec)
+        beta = self.params.beta
+        mean_grads = up.trained.sub_(global_vec).div_(-(up.steps * up.lr))
+        scaled = mean_grads.add_(c_i).sub_(c).mul_(beta)
+        zero = torch.zeros_like(global_vec)
+        for client, row, control in zip(up.clients, scaled, c_i, strict=True):
+            v = self.momentum.get(client, zero).mul(1 - beta).add_(row)
+            self.momentum[client] = v
+            torch.sub(v, control, out=row)
+        return scaled

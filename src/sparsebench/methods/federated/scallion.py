@@ -37,7 +37,11 @@ from typing import Literal
 import torch
 
 from sparsebench.checks import check_range
-from sparsebench.methods.federated.base import CompressedControlParams, SingleUplinkScaffold
+from sparsebench.methods.federated.base import (
+    CompressedControlParams,
+    SingleUplinkScaffold,
+    Uploads,
+)
 from sparsebench.registry import register
 
 
@@ -60,3 +64,10 @@ class Scallion(SingleUplinkScaffold):
     ) -> torch.Tensor:
         c = self._control(global_vec)
         return self.params.control_alpha * ((global_vec - local) / (steps * lr) - c)
+
+    def innovations(self, up: Uploads, global_vec: torch.Tensor) -> torch.Tensor:
+        """`innovation` of every client at once, in `up.trained`'s storage: (x - y) / (K lr) is
+        exactly (y - x) / -(K lr) (IEEE rounding is symmetric in sign)."""
+        c = self._control(global_vec)
+        scaled = up.trained.sub_(global_vec).div_(-(up.steps * up.lr)).sub_(c)
+        return scaled.mul_(self.params.control_alpha)
