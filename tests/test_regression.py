@@ -13,6 +13,7 @@ from sparsebench.regression import (
     failed,
     judge,
     make_baseline,
+    speed_verdicts,
     write_baseline,
 )
 from sparsebench.runner import execute
@@ -124,4 +125,28 @@ def test_regress_cli_exits_nonzero_without_results(tmp_path, root, capsys):
         ]
     )
     assert code == 1
-    assert "missing" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "missing" in out and "benchmark/federated_throughput" in out
+
+
+def _throughput(vmap: float, sequential: float) -> dict:
+    ratios = {"vmap_over_bare_vmap": vmap, "sequential_over_bare_sequential": sequential}
+    return {"ratios": [{"clients_per_round": 10, **ratios}]}
+
+
+@pytest.mark.parametrize(
+    "vmap,status",
+    [(1.2, "same"), (1.0, "same"), (0.95, "noise"), (0.85, "regressed")],
+)
+def test_an_engine_slower_than_the_bare_loop_beyond_noise_fails_the_gate(vmap, status):
+    verdicts = speed_verdicts(_throughput(vmap, 1.1), "federated_throughput")
+    by_metric = {v.metric: v.status for v in verdicts}
+    assert by_metric == {"vmap_over_bare_vmap": status, "sequential_over_bare_sequential": "same"}
+    assert failed(verdicts) == (status == "regressed")
+
+
+def test_a_benchmark_without_a_gated_ratio_is_missing():
+    doc = _throughput(1.1, 1.1)
+    del doc["ratios"][0]["sequential_over_bare_sequential"]
+    verdicts = speed_verdicts(doc, "federated_throughput")
+    assert [v.status for v in verdicts] == ["same", "missing"] and failed(verdicts)

@@ -193,25 +193,30 @@ def test_a_side_that_diverged_on_every_seed_settles_the_claim():
     assert check(swapped, docs).verdict == "contradicted (a diverged on 2 seeds)"
 
 
-def test_report_shows_simulation_speed_relative_to_actors(tmp_path):
+def test_report_shows_simulation_speed_against_bare_loops_actors_and_fedavg(tmp_path):
     import json
 
     from sparsebench.report.build import build_report
 
     rows = [
         {"clients_per_round": 10, "mode": mode, "clients_per_s": rate}
-        for mode, rate in (("vmap", 150.0), ("sequential", 100.0), ("actor", 50.0))
+        for mode, rate in (("bare-vmap", 100.0), ("vmap", 150.0), ("actor", 50.0))
+    ]
+    strategies = [
+        {"clients_per_round": 10, "strategy": "scaffold", "round_s": 0.004, "ratio_to_fedavg": 2.0}
     ]
     doc = {
         "work": {"strategy": "fedavg", "clients": 1000, "dataset": "mnist1d", "model": "mlp",
                  "rounds_timed": 5, "budget": {"local_steps": 10, "batch_size": 4}},
-        "threads": 1, "rows": rows, "environment": {"cpu": "test cpu", "versions": {}},
+        "threads": 1, "rows": rows, "strategies": strategies,
+        "environment": {"cpu": "test cpu", "versions": {}},
     }  # fmt: skip
     (tmp_path / "benchmarks").mkdir()
     (tmp_path / "benchmarks" / "federated_throughput.json").write_text(json.dumps(doc))
     html = build_report(tmp_path, tmp_path / "index.html").read_text()
     assert "Federated simulation speed" in html and "test cpu" in html
-    assert "<td>10</td><td>vmap</td><td>150</td><td>3</td>" in html
+    assert "<td>10</td><td>vmap</td><td>150</td><td>1.5</td><td>3</td>" in html
+    assert "<td>10</td><td>scaffold</td><td>4</td><td>2</td><td>False</td>" in html
 
 
 def measured(document: dict, density: float, off: list[str] | None = None) -> dict:

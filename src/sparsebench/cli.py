@@ -189,6 +189,11 @@ def cmd_regress(args: argparse.Namespace) -> int:
         )
     baseline = json.loads(baseline_path.read_text())
     verdicts = regression.compare(baseline, docs, hardware)
+    for name in load_suite(args.suite, args.root).benchmarks:
+        path = Path(args.results) / "benchmarks" / f"{name}.json"
+        verdicts += regression.speed_verdicts(
+            json.loads(path.read_text()) if path.exists() else None, name
+        )
     print(regression.render(verdicts))
     out = Path(args.out or f"results/regression/{hardware}.json")
     out.parent.mkdir(parents=True, exist_ok=True)

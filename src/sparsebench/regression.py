@@ -8,7 +8,9 @@ the seed left out) and metric, the values over seeds and the direction that coun
   Welch t-test over seeds finds it significant (MLPerf's reference-convergence-point rule).
   Re-running the same code on CPU reproduces the same numbers, so noise alone never fails.
 - Exact metrics (measured density, bytes sent up) must match exactly: any change is reported.
-- Timings are never compared across runs; only ratios measured in one run (kernel speedups) are.
+- Timings are never compared across runs; only ratios measured in one run are: the federated
+  simulator's round time over a bare torch loop's on the same workload must stay at or above
+  1.0 (`SPEED_FLOORS`); a ratio within `SPEED_NOISE` below its floor is reported as noise.
 """
 
 from __future__ import annotations
@@ -27,6 +29,11 @@ EXACT = {"density": "lower", "bytes_up": "lower"}
 MIN_RELATIVE_CHANGE = 0.01
 ALPHA = 0.05
 EXACT_TOLERANCE = 1e-9
+SPEED_FLOORS = {"vmap_over_bare_vmap": 1.0, "sequential_over_bare_sequential": 1.0}
+"""Speed ratios (engine rounds/s over the bare loop's, one process) and the least each may be."""
+SPEED_NOISE = 0.1
+"""How far below its floor a speed ratio may fall and count as noise: repeated runs of the
+benchmark on the 2-core CPU profile spread the ratio over about 0.1 (1.05 to 1.29 measured)."""
 
 
 class BaselineError(ValueError):
@@ -162,6 +169,29 @@ def compare(baseline: dict[str, Any], docs: list[dict[str, Any]], hardware: str)
             verdicts.append(
                 Verdict(config, metric, base_mean, sum(values) / len(values), change, p, status)
             )
+    return verdicts
+
+
+def speed_verdicts(benchmark: dict[str, Any] | None, name: str) -> list[Verdict]:
+    """One verdict per clients-per-round setting and ratio of `SPEED_FLOORS`, from the
+    document of benchmark `name` (`sparsebench throughput`); None (not run) is missing."""
+    if benchmark is None:
+        return [
+            Verdict(f"benchmark/{name}", "result", math.nan, math.nan, math.nan, None, "missing")
+        ]
+    verdicts = []
+    for row in benchmark["ratios"]:
+        config = f"benchmark/{name}/per_round={row['clients_per_round']}"
+        for name, floor in SPEED_FLOORS.items():
+            ratio = row.get(name)
+            if ratio is None:
+                verdicts.append(Verdict(config, name, floor, math.nan, math.nan, None, "missing"))
+                continue
+            if ratio >= floor:
+                status = "same"
+            else:
+                status = "noise" if ratio >= floor - SPEED_NOISE else "regressed"
+            verdicts.append(Verdict(config, name, floor, ratio, ratio / floor - 1, None, status))
     return verdicts
 
 

@@ -148,9 +148,14 @@ def regression_tables(results_dir: Path) -> list[dict[str, Any]]:
     return [json.loads(p.read_text()) for p in sorted(results_dir.glob("regression/*.json"))]
 
 
+STRATEGY_TARGET = 1.5
+"""How many times FedAvg's round time a strategy's round may take (issue #20's target)."""
+
+
 def throughput_table(results_dir: Path) -> dict[str, Any] | None:
-    """The federated simulator's clients/s per mode and clients-per-round, with each mode's
-    speedup over the actor-per-client design measured in the same job."""
+    """The federated simulator's clients/s per mode and clients-per-round, each engine mode
+    against the bare torch loop of its kind and the actor-per-client design (all measured in
+    the same job), and every strategy's round time against FedAvg's."""
     path = results_dir / "benchmarks" / "federated_throughput.json"
     if not path.exists():
         return None
@@ -161,11 +166,33 @@ def throughput_table(results_dir: Path) -> dict[str, Any] | None:
             "clients per round": k,
             "mode": mode,
             "clients/s": rate,
+            "x bare loop": rate / rates[(k, f"bare-{mode}")]
+            if (k, f"bare-{mode}") in rates
+            else None,
             "x actor": rate / rates[(k, "actor")] if (k, "actor") in rates else None,
         }
         for (k, mode), rate in rates.items()
     ]
-    return {"work": doc["work"], "threads": doc["threads"], "rows": rows, **doc["environment"]}
+    strategies = [
+        {
+            "clients per round": s["clients_per_round"],
+            "strategy": s["strategy"],
+            "round ms": 1000 * s["round_s"] if "round_s" in s else None,
+            "x FedAvg": s.get("ratio_to_fedavg"),
+            f"within {STRATEGY_TARGET}x": (
+                s["ratio_to_fedavg"] <= STRATEGY_TARGET if "ratio_to_fedavg" in s else None
+            ),
+            "note": s.get("skipped", ""),
+        }
+        for s in doc.get("strategies", [])
+    ]
+    return {
+        "work": doc["work"],
+        "threads": doc["threads"],
+        "rows": rows,
+        "strategies": strategies,
+        **doc["environment"],
+    }
 
 
 def kernel_sections(results_dir: Path) -> list[dict[str, Any]]:
