@@ -31,7 +31,9 @@ class Bucket:
 
 
 @pytest.fixture
-def group():
+def group(monkeypatch):
+    # On loopback gloo needs no hostname lookup (which can fail and abort the process).
+    monkeypatch.setenv("GLOO_SOCKET_IFNAME", "lo")
     dist.init_process_group("gloo", store=dist.HashStore(), rank=0, world_size=1)
     yield dist.group.WORLD
     dist.destroy_process_group()
