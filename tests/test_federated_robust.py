@@ -22,13 +22,22 @@ def _updates(honest: int, byzantine: int) -> tuple[torch.Tensor, torch.Tensor]:
     return torch.cat([bad, good]), center
 
 
-@pytest.mark.parametrize("rule", ["median", "trimmed-mean", "krum"])
+OPTIONS = {"trim_fraction": 0.3, "byzantine": 3, "subspace_dim": 1, "lam": 0.0}
+
+
+@pytest.mark.parametrize("rule", ["median", "trimmed-mean", "krum", "flag"])
 def test_robust_rules_ignore_a_minority_of_arbitrary_updates(rule):
     updates, center = _updates(honest=7, byzantine=3)
     weights = torch.full((10,), 0.1)
-    options = {"trim_fraction": 0.3, "byzantine": 3}
+    options = OPTIONS
     assert (combine(updates, weights, rule, options) - center).abs().max() < 0.05
     assert (combine(updates, weights, "mean", options) - center).abs().max() > 1e3
+
+
+def test_flag_aggregate_of_identical_updates_is_that_update():
+    v = torch.randn(50, generator=torch.Generator().manual_seed(3))
+    got = combine(v.repeat(6, 1), torch.full((6,), 1 / 6), "flag", OPTIONS)
+    assert torch.allclose(got, v, atol=1e-5)
 
 
 def test_attacks_replace_the_honest_update():
@@ -52,6 +61,8 @@ def test_byzantine_clients_change_the_run_only_when_present(tiny_data):
         return model_vector(model)
 
     honest = final({})
+    flagged = final({"byzantine_fraction": 0.25, "aggregator": "flag"})
+    assert torch.isfinite(flagged).all() and not torch.equal(flagged, honest)
     assert torch.equal(
         final({"byzantine_fraction": 0.25, "attack": "scaled", "attack_scale": 1}), honest
     )
@@ -182,6 +193,8 @@ def test_omniscient_attacks_run_through_the_synchronous_engine(tiny_data, kind):
         return model_vector(model)
 
     honest = final({})
+    flagged = final({"byzantine_fraction": 0.25, "aggregator": "flag"})
+    assert torch.isfinite(flagged).all() and not torch.equal(flagged, honest)
     attacked = final({"byzantine_fraction": 0.25, "attack": kind, "aggregator": "median"})
     assert torch.isfinite(attacked).all() and not torch.allclose(attacked, honest)
     with pytest.raises(ValueError, match="'alie', 'ipm'"):

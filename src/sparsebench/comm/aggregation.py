@@ -8,14 +8,20 @@
 - krum: pick the single update whose summed squared distance to its n - f - 2 nearest other
   updates is smallest (Blanchard et al., "Machine Learning with Adversaries: Byzantine Tolerant
   Gradient Descent", NeurIPS 2017), with f the number of Byzantine clients assumed among n.
+- flag: the Flag Aggregator (Almasi et al., ICLR 2024; comm/flag.py), rescaled to the median
+  norm of the updates. The authors hand FA's direction (norm up to n / m, whatever the
+  updates' size) to SGD in place of a mean gradient; a server adding it to the model needs a
+  step length, and the median norm is one a Byzantine minority cannot inflate (ours).
 
-Median, trimmed mean and Krum ignore the sample-size weights: a weight is something a Byzantine
-client could lie about.
+Median, trimmed mean, Krum and flag ignore the sample-size weights: a weight is something a
+Byzantine client could lie about.
 """
 
 from __future__ import annotations
 
 import torch
+
+from sparsebench.comm.flag import flag_aggregate
 
 
 def trimmed_mean(updates: torch.Tensor, trim_fraction: float) -> torch.Tensor:
@@ -51,7 +57,20 @@ def combine(
         return trimmed_mean(updates, float(options["trim_fraction"]))
     if rule == "krum":
         return updates[krum_index(updates, int(options["byzantine"]))]
-    raise ValueError(f"aggregator must be one of mean, median, trimmed-mean, krum; got {rule!r}")
+    if rule == "flag":
+        return flag_step(updates, int(options["subspace_dim"]), float(options["lam"]))
+    raise ValueError(
+        f"aggregator must be one of mean, median, trimmed-mean, krum, flag; got {rule!r}"
+    )
+
+
+def flag_step(updates: torch.Tensor, subspace_dim: int, lam: float) -> torch.Tensor:
+    """The Flag Aggregator's direction at the median norm of the updates (zero if it is zero)."""
+    direction = flag_aggregate(updates, subspace_dim=subspace_dim, lam=lam)
+    size = direction.norm()
+    if size == 0:
+        return direction
+    return direction * (updates.norm(dim=1).median() / size)
 
 
 def _mid_median(updates: torch.Tensor) -> torch.Tensor:

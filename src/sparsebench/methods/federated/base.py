@@ -66,8 +66,11 @@ class FederatedParams:
     partition: Literal["iid", "dirichlet", "shards", "natural"] = "dirichlet"
     alpha: float = 0.5
     classes_per_client: int = 2
-    aggregator: Literal["mean", "median", "trimmed-mean", "krum"] = "mean"
+    aggregator: Literal["mean", "median", "trimmed-mean", "krum", "flag"] = "mean"
     trim_fraction: float = 0.1
+    flag_subspace_dim: int = 1
+    flag_lambda: float = 0.0
+    """The Flag Aggregator's subspace dimension and pairwise weight (comm/flag.py)."""
     byzantine_fraction: float = 0.0
     attack: Literal["sign-flip", "gaussian", "scaled", "alie", "ipm"] = "sign-flip"
     attack_scale: float = 10.0
@@ -82,6 +85,8 @@ class FederatedParams:
         check_range("alpha", self.alpha, 0.0, low_open=True)
         check_range("classes_per_client", self.classes_per_client, 1)
         check_range("trim_fraction", self.trim_fraction, 0.0, 0.5, high_open=True)
+        check_range("flag_subspace_dim", self.flag_subspace_dim, 1, self.clients_per_round)
+        check_range("flag_lambda", self.flag_lambda, 0.0)
         check_range("byzantine_fraction", self.byzantine_fraction, 0.0, 1.0, high_open=True)
         check_range("attack_scale", self.attack_scale, 0.0)
         check_range("ipm_epsilon", self.ipm_epsilon, 0.0, low_open=True)
@@ -173,7 +178,12 @@ class Strategy:
 
     def _robust_options(self, n: int) -> dict[str, float | int]:
         byzantine = int(self.params.byzantine_fraction * n)
-        return {"trim_fraction": self.params.trim_fraction, "byzantine": byzantine}
+        return {
+            "trim_fraction": self.params.trim_fraction,
+            "byzantine": byzantine,
+            "subspace_dim": self.params.flag_subspace_dim,
+            "lam": self.params.flag_lambda,
+        }
 
     def aggregate(
         self, global_vec: torch.Tensor, messages: list[Message], sizes: list[int]
