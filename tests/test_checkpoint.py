@@ -237,9 +237,11 @@ def sparsebench_run(spec: dict, out: Path, root: Path, stderr=subprocess.DEVNULL
 
 
 def kill_when(proc: subprocess.Popen, path: Path, timeout: float = 120) -> None:
-    """SIGKILL `proc` as soon as `path` exists (a checkpoint written, the run not done)."""
+    """SIGKILL `proc` as soon as the checkpoint at `path` is whole (the file and its digest
+    sidecar written, the run not done): a kill between the two writes leaves a checkpoint
+    that is rightly refused, and the run restarts rather than resumes."""
     deadline = time.monotonic() + timeout
-    while not path.exists():
+    while not atomic.digest_ok(path):
         assert proc.poll() is None, "the run ended before its first checkpoint"
         assert time.monotonic() < deadline, f"no {path.name} after {timeout} s"
         time.sleep(0.005)
