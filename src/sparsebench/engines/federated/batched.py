@@ -8,10 +8,10 @@ forward pass is `torch.func.vmap` over `functional_call` with the clients' param
 backward pass is plain autograd on the sum of the clients' mean losses, whose gradient with
 respect to client c's parameters is exactly client c's own gradient (the clients share nothing),
 and which runs far fewer operations than vmapping a per-client `grad`. Under that forward a
-linear layer runs as (W x^T)^T (`_WeightFirstLinear`), so autograd hands back every weight
+linear layer runs as (W x^T)^T (`WeightFirstLinear`), so autograd hands back every weight
 gradient in the weights' own layout and the update is a contiguous add. SGD (momentum, weight
 decay) or Adam is applied with torch's single-tensor formulas, so the result matches the
-sequential path to float rounding. Models with buffers or dropout, and rounds whose clients
+sequential path to float rounding. Models with buffers or drawing dropout, and rounds whose clients
 would use different batch sizes, fall back to the sequential path.
 """
 
@@ -21,20 +21,12 @@ import math
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 from torch.func import functional_call, vmap
-from torch.overrides import TorchFunctionMode
 
 from sparsebench.engines.federated.plans import draws
+from sparsebench.engines.stacked import WeightFirstLinear, model_batchable, row_losses
 from sparsebench.methods.federated.base import StepCorrection
 from sparsebench.spec import Budget
-
-
-def model_batchable(model: nn.Module) -> bool:
-    """Whether the model can run batched over clients: no buffers, no dropout."""
-    if any(True for _ in model.buffers()):
-        return False
-    return not any(isinstance(m, nn.modules.dropout._DropoutNd) for m in model.modules())
 
 
 def batchable(model: nn.Module, shard_sizes: list[int], budget: Budget) -> bool:
@@ -48,36 +40,6 @@ def _views(flat: torch.Tensor, shapes: list[torch.Size]) -> list[torch.Tensor]:
     takes and autograd returns tensors per parameter, so nothing is concatenated per step."""
     pieces = torch.split(flat, [math.prod(s) for s in shapes], dim=1)
     return [piece.view(flat.shape[0], *shape) for piece, shape in zip(pieces, shapes, strict=True)]
-
-
-def client_losses(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """Each client's mean cross-entropy [C] from logits [C, B, K] (or [C, B, V, T] for
-    sequences) and targets [C, B] ([C, B, T]). Plain classifier logits are scored in a
-    [1, K, C*B] layout: the same values and gradients, several times faster on CPU than
-    [C*B, K] when the classes are few."""
-    clients = logits.shape[0]
-    flat, labels = logits.flatten(0, 1), target.flatten(0, 1)
-    if flat.dim() == 2:
-        per = F.cross_entropy(flat.t().contiguous()[None], labels[None], reduction="none")
-    else:
-        per = F.cross_entropy(flat, labels, reduction="none")
-    return per.view(clients, -1).mean(1)
-
-
-class _WeightFirstLinear(TorchFunctionMode):
-    """Compute `F.linear(x, W, b)` as (W x^T)^T + b. The value is the same product; what
-    changes is its backward: the weight gradient comes out as grad^T x, [C, out, in] in W's
-    own layout, where x W^T would return it transposed, and adding a transposed gradient to
-    the clients' parameters (a strided copy) costs about as much as the whole backward pass."""
-
-    def __torch_function__(self, func, types, args=(), kwargs=None):
-        kwargs = kwargs or {}
-        if func is not F.linear or args[0].dim() < 2 or args[1].dim() != 2:
-            return func(*args, **kwargs)
-        x, weight = args[0], args[1]
-        bias = args[2] if len(args) > 2 else kwargs.get("bias")
-        out = torch.matmul(weight, x.mT).mT
-        return out if bias is None else out + bias
 
 
 def _added(grads: list[torch.Tensor], extra: list[torch.Tensor]) -> list[torch.Tensor]:
@@ -150,9 +112,9 @@ class BatchedTrainer:
         """Every client's gradient (per parameter, [C, *shape]) and mean loss [C] at `ws`."""
         leaves = [w.detach().requires_grad_() for w in ws]
         with torch.enable_grad():
-            with _WeightFirstLinear():
+            with WeightFirstLinear():
                 logits = self.forward(leaves, xb)
-            losses = client_losses(logits, yb)
+            losses = row_losses(logits, yb)
             grads = torch.autograd.grad(losses.sum(), leaves)
         return list(grads), losses.detach()
 

@@ -10,9 +10,10 @@ from __future__ import annotations
 import torch
 
 from sparsebench.engines.context import RunContext
-from sparsebench.engines.federated.batched import BatchedTrainer, model_batchable
+from sparsebench.engines.federated.batched import BatchedTrainer
 from sparsebench.engines.federated.plans import ClientData, client_seed
 from sparsebench.engines.federated.sequential import SequentialTrainer
+from sparsebench.engines.stacked import model_batchable
 from sparsebench.methods.federated.base import LocalCorrection, StepCorrection
 
 _KEY = "federated.local_training"
