@@ -24,6 +24,7 @@ FLOORS = {
     "methods": 1,
     "engines": 2,
     "runner": 2,
+    "seed_throughput": 2,
     **dict.fromkeys(("report", "config", "regression"), 3),
     "cli": 4,
 }

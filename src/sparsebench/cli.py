@@ -1,5 +1,5 @@
-"""`sparsebench run|list|data|validate|report|throughput|sync|ui`: the command line over the
-library."""
+"""`sparsebench run|run-seeds|list|data|validate|report|throughput|sync|ui`: the command line
+over the library."""
 
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ from sparsebench.config import ConfigError, hardware_names, load_hardware, load_
 from sparsebench.paths import ProjectNotFoundError, project_file, project_root
 from sparsebench.registry import RegistryError
 from sparsebench.regression import BaselineError
+from sparsebench.seed_throughput import STEPS
 from sparsebench.spec import Component, RunSpec
 
 log = logging.getLogger("sparsebench")
@@ -36,7 +37,7 @@ def _read_spec(text: str) -> RunSpec:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from sparsebench import runner, tracking
+    from sparsebench import runner
 
     spec = _read_spec(args.spec)
     hardware = load_hardware(spec.hardware, args.root)
@@ -47,18 +48,63 @@ def cmd_run(args: argparse.Namespace) -> int:
     )
     if args.partition:
         check_partition(Path(args.partition), document)
-    atomic.write_json(out, document)
-    print(f"{document['status']}: {spec.key()} -> {out}", file=sys.stderr)
-    if not args.no_track:
-        try:
-            tracking.log_result(out, args.tracking_uri)
-        except Exception as err:  # a tracking outage must never lose the result
-            print(
-                f"warning: MLflow logging failed ({err}); result kept at {out}; "
-                "run `sparsebench sync` later",
-                file=sys.stderr,
-            )
+    _write_result(out, document, args)
     return 0
+
+
+def _read_specs(text: str) -> list[RunSpec]:
+    """SPECS is a JSON array of run specs, inline or in a file."""
+    path = Path(text)
+    raw = text if text.lstrip().startswith("[") or not path.exists() else path.read_text()
+    items = json.loads(raw)
+    if not isinstance(items, list) or not items:
+        raise ConfigError("SPECS: expected a non-empty JSON array of run specs")
+    return [RunSpec.from_dict(item) for item in items]
+
+
+def cmd_run_seeds(args: argparse.Namespace) -> int:
+    from sparsebench import runner
+
+    specs = _read_specs(args.specs)
+    cells = sorted({spec.cell_key() for spec in specs})
+    if len(cells) > 1:
+        raise ConfigError(f"SPECS: the seeds of one cell, got {len(cells)} cells: {cells}")
+    hardware = load_hardware(specs[0].hardware, args.root)
+    for spec in specs:
+        registry.make_params(spec.family, spec.method.name, spec.method.params)
+    if len(specs) == 1:
+        checkpoint = Path(args.checkpoint_dir or args.out) / specs[0].run_id() / "checkpoint.pt"
+        documents = iter(
+            [runner.execute(specs[0], hardware, args.data_dir, args.threads, checkpoint=checkpoint)]
+        )
+    else:
+        documents = runner.execute_seeds(
+            specs, hardware, args.data_dir, args.threads, batch=not args.no_batch
+        )
+    for document in documents:
+        if args.partition_dir:
+            check_partition(Path(args.partition_dir) / f"{document['run_id']}.json", document)
+        _write_result(Path(args.out) / document["run_id"] / "result.json", document, args)
+    return 0
+
+
+def _write_result(out: Path, document: dict, args: argparse.Namespace) -> None:
+    """Write result.json atomically, then log it to MLflow unless told not to (a tracking
+    outage never loses the result)."""
+    from sparsebench import tracking
+
+    atomic.write_json(out, document)
+    print(f"{document['status']}: {document['key']} -> {out}", file=sys.stderr)
+    if args.no_track:
+        return
+    try:
+        tracking.log_result(out, args.tracking_uri)
+    except Exception as err:  # a tracking outage must never lose the result
+        print(
+            f"warning: MLflow logging failed ({err}); result kept at {out}; "
+            "run `sparsebench sync` later",
+            file=sys.stderr,
+        )
 
 
 def check_partition(manifest: Path, document: dict) -> None:
@@ -132,6 +178,22 @@ def cmd_throughput(args: argparse.Namespace) -> int:
         print(f"sparsebench: error: {err}", file=sys.stderr)
         return 2
     document = measure(work, progress=lambda line: print(line, file=sys.stderr, flush=True))
+    atomic.write_json(Path(args.out), document)
+    print(summary(document))
+    return 0
+
+
+def cmd_seed_throughput(args: argparse.Namespace) -> int:
+    from sparsebench.seed_throughput import measure, summary
+
+    if args.seeds < 2 or args.steps < 1:
+        raise ConfigError(f"--seeds must be >= 2 and --steps >= 1, got {args.seeds}, {args.steps}")
+    document = measure(
+        Path(args.root),
+        args.seeds,
+        args.steps,
+        progress=lambda line: print(line, file=sys.stderr, flush=True),
+    )
     atomic.write_json(Path(args.out), document)
     print(summary(document))
     return 0
@@ -329,6 +391,34 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--partition", default=None, help="federated: manifest the run must match")
     p.set_defaults(func=cmd_run, needs_project=True)
 
+    p = sub.add_parser(
+        "run-seeds",
+        help="run several seeds of one cell in one process (batched where the method allows): "
+        "DIR/<run-id>/result.json each",
+    )
+    p.add_argument("specs", help="a JSON array of RunSpecs (inline or a file)")
+    p.add_argument("--out", required=True)
+    p.add_argument(
+        "--checkpoint-dir",
+        default=None,
+        help="where a run of its own keeps <run-id>/checkpoint.pt (default: --out)",
+    )
+    p.add_argument("--data-dir", default=None, help="dataset cache folder (default: in memory)")
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--tracking-uri", default=None)
+    p.add_argument("--no-track", action="store_true", help="skip MLflow logging")
+    p.add_argument(
+        "--no-batch",
+        action="store_true",
+        help="run the seeds one after another, never as one batched computation",
+    )
+    p.add_argument(
+        "--partition-dir",
+        default=None,
+        help="federated: the folder of <run-id>.json manifests the runs must match",
+    )
+    p.set_defaults(func=cmd_run_seeds, needs_project=True)
+
     p = sub.add_parser("partition", help="write a federated run's client partition manifest")
     p.add_argument("spec", help="RunSpec as a JSON/YAML file or inline JSON")
     p.add_argument("--out", required=True)
@@ -385,6 +475,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--warmup", type=int, default=None, help="untimed rounds before each turn")
     p.add_argument("--threads", type=int, default=None, help="torch threads, and actor processes")
     p.set_defaults(func=cmd_throughput)
+
+    p = sub.add_parser(
+        "seed-throughput",
+        help="seeds/s of one cell per family: one job per seed vs one seed group vs batched",
+        description="Time real sparsebench processes on the default grids' RigL and magnitude "
+        "pruning cells: one `run` per seed, one `run-seeds --no-batch`, one batched "
+        "`run-seeds`, each with one torch thread.",
+    )
+    p.add_argument("--out", default="results/benchmarks/seed_batching.json")
+    p.add_argument("--seeds", type=int, default=3, help="seeds of each cell (at least 2)")
+    p.add_argument("--steps", type=int, default=STEPS, help="training steps per seed")
+    p.set_defaults(func=cmd_seed_throughput, needs_project=True)
 
     p = sub.add_parser("report", help="build the self-contained HTML report")
     p.add_argument("--results", default="results")

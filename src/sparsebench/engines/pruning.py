@@ -40,7 +40,7 @@ import torch.nn as nn
 from sparsebench import checkpoint as checkpoints
 from sparsebench.data.base import Dataset
 from sparsebench.engines.context import RunContext, model_costs
-from sparsebench.engines.trainer import TrainLog, train
+from sparsebench.engines.trainer import TrainLog, train, train_seeds
 from sparsebench.hooks import TrainHooks
 from sparsebench.metrics import evaluate, final_metrics
 from sparsebench.seeds import derive
@@ -185,12 +185,10 @@ class Retrainer:
         rewinding); on `data`'s training samples when given (a method that holds some out),
         else the run's."""
         clock = time.perf_counter()
-        masked = MaskedWeights(model, masks)
-        self.start_evals.append(evaluate(model, self.data.x_test, self.data.y_test))
+        masked = self._start(model, masks)
         budget = (
             self.budget if weight_decay is None else replace(self.budget, weight_decay=weight_decay)
         )
-        self.calls += 1
         if lr_factor is None and schedule_from > 0:
             lr_factor = partial(_resumed_schedule, budget, schedule_from)
         training = partial(
@@ -204,13 +202,38 @@ class Retrainer:
             lr_factor=lr_factor,
         )
         log = _phase(self.phases, self.calls, model, masked, training)
+        self._finish(log, time.perf_counter() - clock)
+        return log
+
+    def _start(self, model: nn.Module, masks: dict) -> MaskedWeights:
+        """Begin a retraining: masks applied, the quality at its start recorded."""
+        masked = MaskedWeights(model, masks)
+        self.start_evals.append(evaluate(model, self.data.x_test, self.data.y_test))
+        self.calls += 1
+        return masked
+
+    def _finish(self, log: TrainLog, seconds: float) -> None:
         self.curves = _concat(self.curves, log.curves, self.step)
         self.step += log.steps_done
         self.steps_done += log.steps_done
         self.train_flops += log.train_flops
         self.diverged |= log.diverged
-        self.seconds += time.perf_counter() - clock
-        return log
+        self.seconds += seconds
+
+
+def retrain_seeds(
+    retrainers: list[Retrainer], models: list[nn.Module], masks: list[dict], steps: int
+) -> None:
+    """Each retrainer's first retraining (`Retrainer.__call__` with its defaults) of its own
+    model for `steps` steps, all seeds as one batched computation (`train_seeds`)."""
+    clock = time.perf_counter()
+    hooks = [r._start(m, k) for r, m, k in zip(retrainers, models, masks, strict=True)]
+    first = retrainers[0]
+    seeds = [derive(r.root_seed, "retrain", 0) for r in retrainers]
+    logs = train_seeds(models, first.data, first.budget, seeds, hooks, steps, desc="retrain")
+    seconds = (time.perf_counter() - clock) / len(retrainers)
+    for retrainer, log in zip(retrainers, logs, strict=True):
+        retrainer._finish(log, seconds)
 
 
 def _resumed_schedule(budget: Budget, start: int, step: int, steps: int) -> float:
@@ -258,21 +281,74 @@ def _phases(ctx: RunContext) -> Phases:
     return Phases(path, {"run": ctx.spec.key(), "total_steps": ctx.budget.steps})
 
 
+def prepare(ctx: RunContext) -> None:
+    """Nothing to set up before the dense phase (a method's dense hooks come with it)."""
+
+
 def run(ctx: RunContext) -> RunResult:
-    budget, data, method = ctx.budget, ctx.data, ctx.method
-    language_model = data.language_model
+    budget, method = ctx.budget, ctx.method
     finetune_steps = int(round(budget.steps * method.params.finetune_fraction))
     phases = _phases(ctx)
     hooks = DenseHooks(method.dense_hooks(ctx.model), method)
-    dense_steps = budget.steps - finetune_steps
-    dense = partial(train, ctx.model, data, budget, ctx.seeds["data"], hooks, dense_steps)
+    dense = partial(
+        train, ctx.model, ctx.data, budget, ctx.seeds["data"], hooks, budget.steps - finetune_steps
+    )
     log = _phase(phases, 0, ctx.model, hooks, partial(dense, desc="dense"))
-    before = evaluate(ctx.model, data.x_test, data.y_test)
-    retrainer = Retrainer(data, budget, ctx.seeds["root"], log.steps_done, phases)
+    before = evaluate(ctx.model, ctx.data.x_test, ctx.data.y_test)
+    retrainer = Retrainer(ctx.data, budget, ctx.seeds["root"], log.steps_done, phases)
     prune_s = 0.0
     if not log.diverged:
-        prune_s = _prune_and_retrain(method, ctx.model, data, retrainer, finetune_steps)
+        prune_s = _prune_and_retrain(method, ctx.model, ctx.data, retrainer, finetune_steps)
     phases.finish()
+    return _result(ctx, log, before, retrainer, prune_s)
+
+
+def run_seeds(ctxs: list[RunContext]) -> list[RunResult]:
+    """`run` for every seed of one cell of a one-shot method: the dense phases as one batched
+    computation, each seed pruned on its own, then the fine-tuning phases batched."""
+    first = ctxs[0]
+    budget, data = first.budget, first.data
+    finetune_steps = int(round(budget.steps * first.method.params.finetune_fraction))
+    models = [ctx.model for ctx in ctxs]
+    hooks = [DenseHooks(ctx.method.dense_hooks(ctx.model), ctx.method) for ctx in ctxs]
+    seeds = [ctx.seeds["data"] for ctx in ctxs]
+    dense_steps = budget.steps - finetune_steps
+    logs = train_seeds(models, data, budget, seeds, hooks, dense_steps, desc="dense")
+    befores = [evaluate(model, data.x_test, data.y_test) for model in models]
+    retrainers = [
+        Retrainer(data, budget, ctx.seeds["root"], log.steps_done)
+        for ctx, log in zip(ctxs, logs, strict=True)
+    ]
+    prune_s = [0.0] * len(ctxs)
+    pruned = [i for i, log in enumerate(logs) if not log.diverged]
+    masks = {}
+    for i in pruned:
+        clock = time.perf_counter()
+        masks[i] = ctxs[i].method.prune(models[i], data)
+        prune_s[i] = time.perf_counter() - clock
+        MaskedWeights(models[i], masks[i])
+    if finetune_steps and pruned:
+        retrain_seeds(
+            [retrainers[i] for i in pruned],
+            [models[i] for i in pruned],
+            [masks[i] for i in pruned],
+            finetune_steps,
+        )
+    return [
+        _result(ctx, log, before, retrainer, seconds)
+        for ctx, log, before, retrainer, seconds in zip(
+            ctxs, logs, befores, retrainers, prune_s, strict=True
+        )
+    ]
+
+
+def _result(
+    ctx: RunContext, log: TrainLog, before: dict, retrainer: Retrainer, prune_s: float
+) -> RunResult:
+    """The run's result from its dense phase's log, the quality before pruning, its
+    retrainer's record and the seconds spent pruning."""
+    budget, data, method = ctx.budget, ctx.data, ctx.method
+    language_model = data.language_model
     final = evaluate(ctx.model, data.x_test, data.y_test)
     after_prune = retrainer.start_evals[-1] if retrainer.start_evals else final
     pruned_curves = {

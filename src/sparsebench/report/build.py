@@ -195,6 +195,25 @@ def throughput_table(results_dir: Path) -> dict[str, Any] | None:
     }
 
 
+def seed_batching_table(results_dir: Path) -> dict[str, Any] | None:
+    """Seeds per second of one cell per family run as one job per seed, as one seed group and
+    as one batched computation (`sparsebench seed-throughput`), with the speedups."""
+    path = results_dir / "benchmarks" / "seed_batching.json"
+    if not path.exists():
+        return None
+    doc = json.loads(path.read_text())
+    columns = ("family", "method", "mode", "seeds", "steps", "wall_s", "seeds_per_s")
+    rows = [
+        {
+            **{c: r[c] for c in columns},
+            "x one job per seed": r["speedup_vs_jobs"],
+            "max metric diff": r["max_metric_diff_vs_jobs"],
+        }
+        for r in doc["rows"]
+    ]
+    return {"rows": rows, "threads": doc["threads"], **doc["environment"]}
+
+
 def kernel_sections(results_dir: Path) -> list[dict[str, Any]]:
     """One table per kernel result: correctness per shape, then time, rates and speedups
     (only where the timing is comparable, i.e. compiled on a GPU, never interpreted)."""
@@ -264,6 +283,7 @@ def build_report(
         regressions=regression_tables(results_dir),
         kernels=kernel_sections(results_dir),
         throughput=throughput_table(results_dir),
+        seed_batching=seed_batching_table(results_dir),
         provenance=provenance(all_docs, suite, root),
         total_runs=len(all_docs),
         total_wall=sum(s["wall_s"] for s in sections),

@@ -55,6 +55,10 @@ class PruningMethod:
 
     iterative = False
 
+    seed_batchable = True
+    """Whether several seeds can run as one batched computation (`engines.pruning.run_seeds`:
+    the dense and fine-tuning phases batched, each seed pruned on its own)."""
+
     def __init__(self, params: PruningParams, seed: int) -> None:
         self.params = params
         self.seed = seed

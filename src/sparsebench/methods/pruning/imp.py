@@ -99,6 +99,8 @@ class Imp(PruningMethod):
     """Iterative magnitude pruning, a fixed share per round, rewinding to an early iterate."""
 
     iterative = True
+    seed_batchable = False
+    """Its own rounds call the retrainer one at a time, which the engine cannot batch."""
 
     params: ImpParams
 

@@ -158,6 +158,8 @@ class Sms(PruningMethod):
     """IMP whose every phase retrains several copies under one mask and averages them."""
 
     iterative = True
+    seed_batchable = False
+    """Its own rounds call the retrainer one at a time, which the engine cannot batch."""
 
     params: SmsParams
 

@@ -34,6 +34,12 @@ class SparseTrainingMethod(TrainHooks):
     total_steps: int | None = None
     """The run's step budget, known from `prepare` on (schedules need the horizon)."""
 
+    seed_batchable: bool = True
+    """Whether several seeds can train as one batched computation (`engines.trainer.
+    train_seeds`): true for every method that acts on the weights and gradients in place
+    through its hooks (masks, per-seed top-k, mask updates); false for one that changes the
+    forward pass itself (a parametrization)."""
+
     checkpoint_attrs: tuple[str, ...] = ()
     """Attributes besides the masks that change during training (a generator, an update count)
     and so must be checkpointed for a resumed run to match an uninterrupted one."""

@@ -147,6 +147,9 @@ class Pgf(SparseTrainingMethod):
 
     total_steps: int | None = None
     checkpoint_attrs = ("next_step",)
+    seed_batchable = False
+    """Its decayed N:M projection is a parametrization of the forward pass, which the batched
+    forward does not run per seed."""
 
     def setup(self, model: nn.Module, data: Dataset) -> None:
         p = self.params

@@ -95,6 +95,10 @@ def sparsify_nm(model: nn.Module, nm: NM, decay: float) -> list[str]:
 class Srste(SparseTrainingMethod):
     """N:M from scratch: masked forward, straight-through backward with sparse-refined decay."""
 
+    seed_batchable = False
+    """Its N:M projection is a parametrization of the forward pass (a custom autograd
+    function), which the batched forward does not run per seed."""
+
     def dense_weight_grad(self, step: int) -> bool:
         """The straight-through estimator updates every weight: its gradient is dense."""
         return True
