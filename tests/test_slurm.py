@@ -23,6 +23,7 @@ import yaml
 from mlflow.tracking import MlflowClient
 
 from sparsebench.config import load_suite
+from sparsebench.runner import seed_groups
 
 ROOT = Path(__file__).resolve().parents[1]
 SUITE = "configs/suite-smoke.yaml"
@@ -92,9 +93,9 @@ def job_resources(log: str, rule: str) -> list[str]:
 
 def test_slurm_profile_dry_run_gives_every_job_partition_account_and_cpus(plugin, tmp_path):
     log = dry_run(copy_workflow(tmp_path))
-    runs = job_resources(log, "run")
-    assert len(runs) == len(load_suite(tmp_path / SUITE, tmp_path).runs)
-    for rule in ("dataset", "run", "kernel", "tables", "report"):
+    groups = job_resources(log, "seeds")
+    assert len(groups) == len(seed_groups(load_suite(tmp_path / SUITE, tmp_path).runs))
+    for rule in ("dataset", "seeds", "kernel", "tables", "report"):
         found = job_resources(log, rule)
         assert found, f"no {rule} job in the dry run"
         for resources in found:
@@ -110,8 +111,8 @@ def test_slurm_profile_asks_a_gpu_for_kernels_and_profile_threads_on_cuda(plugin
     log = dry_run(work)
     kernels = job_resources(log, "kernel")
     assert kernels and all("gpu=1" in r for r in kernels)
-    runs = job_resources(log, "run")
-    assert runs and all("cpus_per_task=16" in r for r in runs)
+    groups = job_resources(log, "seeds")
+    assert groups and all("cpus_per_task=16" in r for r in groups)
 
 
 # --- the real suite on a SLURM cluster -----------------------------------------------------

@@ -13,6 +13,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from sparsebench.config import load_suite
+from sparsebench.runner import group_id, seed_groups
 
 pytestmark = pytest.mark.slow
 SUITE = "configs/suite-smoke.yaml"
@@ -85,21 +86,28 @@ def test_tables_have_one_row_per_run_and_the_report_shows_each_family(suite_dir)
 
 
 def test_rerun_does_nothing_and_a_deleted_result_reruns_only_that_job(suite_dir):
+    """A deleted result.json comes back from its seed group's folder without training; forcing
+    the group's folder (`-R`) reruns that one job, and its runs replace theirs in MLflow."""
     again = snakemake(suite_dir)
     assert again.returncode == 0 and "Nothing to be done" in again.stderr + again.stdout
-    spec = load_suite(suite_dir / SUITE, suite_dir).runs[0]
+    runs = load_suite(suite_dir / SUITE, suite_dir).runs
+    spec = runs[0]
     target = suite_dir / f"results/runs/{spec.family}/{spec.run_id()}/result.json"
+    kept = target.read_text()
+    target.unlink()
+    restored = snakemake(suite_dir)
+    assert restored.returncode == 0, restored.stderr[-3000:]
+    assert "rule seeds:" not in restored.stderr + restored.stdout and target.read_text() == kept
     old_ids = {
         r.info.run_id
         for r in active_runs(suite_dir)
         if r.data.tags["sparsebench.key"] == spec.key()
     }
-    target.unlink()
-    redo = snakemake(suite_dir)
+    group = next(g for g in seed_groups(runs) if spec in g)
+    redo = snakemake(suite_dir, "-R", f"results/seeds/{spec.family}/{group_id(group)}")
     assert redo.returncode == 0, redo.stderr[-3000:]
     assert target.exists()
-    log = redo.stderr + redo.stdout
-    assert log.count("rule run:") == 1
+    assert (redo.stderr + redo.stdout).count("rule seeds:") == 1
     new_ids = {
         r.info.run_id
         for r in active_runs(suite_dir)

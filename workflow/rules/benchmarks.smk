@@ -11,3 +11,13 @@ rule federated_throughput:
         "results/logs/benchmarks/federated_throughput.log",
     shell:
         "sparsebench throughput --threads 1 --out {output} > {log} 2>&1"
+
+
+rule seed_batching:
+    output:
+        "results/benchmarks/seed_batching.json",
+    threads: lambda wildcards: workflow.cores or 1
+    log:
+        "results/logs/benchmarks/seed_batching.log",
+    shell:
+        "sparsebench seed-throughput --out {output} > {log} 2>&1"

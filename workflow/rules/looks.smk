@@ -29,6 +29,37 @@ def looked_up_spec(family, run):
     raise KeyError(f"no grid cell or added seed has run id {run} in family {family}")
 
 
+_LOOK_GROUPS = {}
+
+
+def _look_groups():
+    """Every seed group the looks on disk added: (family, group id) -> specs (computed once
+    per state of the look files)."""
+    paths = sorted(Path("results/looks").glob("*.json"))
+    stamp = tuple((str(p), p.stat().st_mtime_ns) for p in paths)
+    if stamp not in _LOOK_GROUPS:
+        groups = {}
+        for path in paths:
+            specs = [RunSpec.from_dict(entry["spec"]) for entry in _look_runs(path)]
+            groups.update({(g[0].family, group_id(g)): g for g in seed_groups(specs)})
+        _LOOK_GROUPS.clear()
+        _LOOK_GROUPS[stamp] = groups
+    return _LOOK_GROUPS[stamp]
+
+
+def looked_up_group(family, run):
+    """The group of a run a look added."""
+    for (fam, group), specs in _look_groups().items():
+        if fam == family and any(s.run_id() == run for s in specs):
+            return group
+    raise KeyError(f"no grid cell or added seed has run id {run} in family {family}")
+
+
+def looked_up_group_specs(family, group):
+    """The specs of a seed group a look added."""
+    return _look_groups()[(family, group)]
+
+
 def look_inputs(wildcards):
     k = int(wildcards.k)
     if k == 1:

@@ -1,38 +1,63 @@
-# One job per grid cell, for every family: `sparsebench run` writes result.json atomically.
-# The folder name is a hash of the run key; the key is inside result.json. MLflow logging is one
-# job after the runs (`track`), so each run job stays free of MLflow's start-up cost and lock.
+# One job per seed group (`sparsebench run-seeds`): the seeds of a cell run in one process (as
+# one batched computation where the method allows), a run that keeps mid-run checkpoints
+# alone. Each seed's result.json is written atomically into the group's folder,
+# results/seeds/<family>/<group>/<run-id>/; then a local `run` job per seed puts it at
+# results/runs/<family>/<run-id>/result.json, where everything downstream reads it (the folder
+# name is a hash of the run key; the key is inside result.json). Deleting a result.json
+# restores it from its group; `snakemake -R results/seeds/<family>/<group>` reruns the group
+# (a deleted group folder alone does not: the results it made are still there). A run of its own
+# keeps its resumable checkpoint beside its result, which a rerun of its killed job resumes
+# from. MLflow logging is one job after the runs (`track`), so each run job stays free of
+# MLflow's start-up cost and lock.
+import json
+import shutil
 
 
-def run_inputs(wildcards):
-    spec = spec_of(wildcards.family, wildcards.run)
-    inputs = {"data": str(dataset_file(spec.dataset, "results/data"))}
+def seeds_inputs(wildcards):
+    specs = group_specs(wildcards.family, wildcards.group)
+    inputs = {"data": str(dataset_file(specs[0].dataset, "results/data"))}
     if wildcards.family == "federated":
-        inputs["partition"] = f"results/partitions/{wildcards.run}.json"
+        inputs["partitions"] = [f"results/partitions/{s.run_id()}.json" for s in specs]
     return inputs
 
 
-def partition_flag(wildcards, input):
-    return f"--partition {input.partition}" if wildcards.family == "federated" else ""
+def partition_flag(wildcards):
+    return "--partition-dir results/partitions" if wildcards.family == "federated" else ""
 
 
-rule run:
+def specs_json(wildcards):
+    specs = group_specs(wildcards.family, wildcards.group)
+    return json.dumps([s.to_dict() for s in specs], sort_keys=True, separators=(",", ":"))
+
+
+rule seeds:
     input:
-        unpack(run_inputs),
+        unpack(seeds_inputs),
     output:
-        "results/runs/{family}/{run}/result.json",
+        directory("results/seeds/{family}/{group}"),
     params:
-        spec=lambda w: spec_of(w.family, w.run).to_json(),
+        specs=specs_json,
         partition=partition_flag,
     threads: THREADS
     resources:
         mem_mb=2000,
         gpu=1 if SUITE.hardware["device"] == "cuda" else 0,
     log:
-        "results/logs/runs/{family}/{run}.log",
+        "results/logs/seeds/{family}/{group}.log",
     shell:
-        "sparsebench run {params.spec:q} --out results/runs/{wildcards.family}/{wildcards.run}"
+        "sparsebench run-seeds {params.specs:q} --out {output}"
+        " --checkpoint-dir results/runs/{wildcards.family}"
         " --threads {threads} --data-dir results/data --no-track {params.partition}"
         " 2> {log}"
+
+
+rule run:
+    input:
+        lambda w: f"results/seeds/{w.family}/{group_of(w.family, w.run)}",
+    output:
+        "results/runs/{family}/{run}/result.json",
+    run:
+        shutil.copyfile(f"{input[0]}/{wildcards.run}/result.json", output[0])
 
 
 rule track:
