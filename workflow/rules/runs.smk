@@ -1,8 +1,9 @@
 # One job per seed group (`sparsebench run-seeds`): the seeds of a cell run in one process (as
 # one batched computation where the method allows), a run that keeps mid-run checkpoints
 # alone. Each seed's result.json is written atomically into the group's folder,
-# results/seeds/<family>/<group>/<run-id>/; then a local `run` job per seed puts it at
-# results/runs/<family>/<run-id>/result.json, where everything downstream reads it (the folder
+# results/seeds/<family>/<group>/<run-id>/; then a local `run` job per seed copies it to
+# results/runs/<family>/<run-id>/result.json (a shell `cp`: a `run:` block costs Snakemake a
+# second or more per job), where everything downstream reads it (the folder
 # name is a hash of the run key; the key is inside result.json). Deleting a result.json
 # restores it from its group; `snakemake -R results/seeds/<family>/<group>` reruns the group
 # (a deleted group folder alone does not: the results it made are still there). A run of its own
@@ -10,7 +11,6 @@
 # from. MLflow logging is one job after the runs (`track`), so each run job stays free of
 # MLflow's start-up cost and lock.
 import json
-import shutil
 
 
 def seeds_inputs(wildcards):
@@ -56,8 +56,8 @@ rule run:
         lambda w: f"results/seeds/{w.family}/{group_of(w.family, w.run)}",
     output:
         "results/runs/{family}/{run}/result.json",
-    run:
-        shutil.copyfile(f"{input[0]}/{wildcards.run}/result.json", output[0])
+    shell:
+        "cp {input}/{wildcards.run}/result.json {output}"
 
 
 rule track:
