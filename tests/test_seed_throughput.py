@@ -19,6 +19,8 @@ def test_seed_benchmark_times_every_mode_on_real_processes(root, tmp_path):
         assert row["wall_s"] > 0 and row["seeds_per_s"] == pytest.approx(2 / row["wall_s"])
     assert rows["group"]["max_metric_diff_vs_jobs"] == 0
     assert rows["batched"]["max_metric_diff_vs_jobs"] < 1e-3
+    diffs = rows["batched"]["metric_diffs_vs_jobs"]
+    assert "test_acc" in diffs and max(diffs.values()) == rows["batched"]["max_metric_diff_vs_jobs"]
     (tmp_path / "benchmarks").mkdir()
     (tmp_path / "benchmarks" / "seed_batching.json").write_text(json.dumps(document))
     table = seed_batching_table(tmp_path)
