@@ -12,7 +12,7 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +46,10 @@ class Experiment:
     runs: list[RunSpec]
     claims: list[dict[str, Any]] = field(default_factory=list)
     raw: dict[str, Any] = field(default_factory=dict)
+    reference: RunSpec | None = None
+    """The grid run its `convergence` section names (the reference cell's first seed)."""
+    probe: RunSpec | None = None
+    """That run trained `convergence.factor` times longer: where the reference's curve goes."""
 
 
 @dataclass
@@ -61,6 +65,12 @@ class Suite:
     @property
     def runs(self) -> list[RunSpec]:
         return [run for experiment in self.experiments for run in experiment.runs]
+
+    @property
+    def probes(self) -> list[RunSpec]:
+        """Every grid's convergence probe (`Experiment.probe`), each once."""
+        probes = [e.probe for e in self.experiments if e.probe is not None]
+        return list({probe.key(): probe for probe in probes}.values())
 
 
 def schema_dir(root: Path) -> Path:
@@ -185,7 +195,57 @@ def load_experiment(path: Path, hardware: str, root: Path) -> Experiment:
     if errors:
         raise ConfigError(*dict.fromkeys(errors))
     runs = expand_runs(data, hardware)
-    return Experiment(path, data["family"], runs, data.get("claims", []), data)
+    reference, problems = reference_run(data.get("convergence"), runs, path)
+    if problems:
+        raise ConfigError(*problems)
+    probe = None
+    if reference is not None:
+        probe = probe_run(reference, data["convergence"].get("factor", PROBE_FACTOR))
+    return Experiment(path, data["family"], runs, data.get("claims", []), data, reference, probe)
+
+
+PROBE_FACTOR = 4
+"""How many times the grid's budget a convergence probe trains, unless the grid says."""
+
+
+def reference_run(
+    convergence: dict[str, Any] | None, runs: list[RunSpec], path: Path
+) -> tuple[RunSpec | None, list[str]]:
+    """The first seed of the one grid cell `convergence.reference` names, or the problem."""
+    if convergence is None:
+        return None, []
+    wanted = convergence["reference"]
+
+    def named(run: RunSpec) -> bool:
+        params = wanted.get("params", {})
+        return (
+            run.method.name == wanted["method"]
+            and all(run.method.params.get(k) == v for k, v in params.items())
+            and wanted.get("dataset", run.dataset.name) == run.dataset.name
+            and wanted.get("model", run.model.name) == run.model.name
+        )
+
+    def cell(run: RunSpec) -> str:
+        return " / ".join(c.label() for c in (run.method, run.dataset, run.model))
+
+    matches = [run for run in runs if named(run)]
+    cells = sorted({cell(run) for run in matches})
+    if len(cells) == 1:
+        return min(matches, key=lambda run: run.seed), []
+    choices = ", ".join(sorted({cell(run) for run in runs}))
+    found = f"{len(cells)} cells ({', '.join(cells)})" if cells else "no cell"
+    return None, [
+        f"{path}: convergence.reference: names {found}; it must name exactly one of: {choices}"
+    ]
+
+
+def probe_run(reference: RunSpec, factor: int) -> RunSpec:
+    """`reference` trained `factor` times longer: steps times factor (federated: rounds), the
+    schedule stretched with it (milestones and cosine are fractions of the whole)."""
+    length = "rounds" if reference.family == "federated" else "steps"
+    budget = dict(reference.budget)
+    budget[length] = getattr(Budget(**reference.budget), length) * factor
+    return replace(reference, budget=budget)
 
 
 def grid_errors(data: dict[str, Any], path: Path, broken: set[Any]) -> list[str]:

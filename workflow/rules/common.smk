@@ -17,6 +17,9 @@ RUNS = {(spec.family, spec.run_id()): spec for spec in SUITE.runs}
 GROUPS = {(g[0].family, group_id(g)): g for g in seed_groups(SUITE.runs)}
 GROUP_OF = {(family, spec.run_id()): group for (family, group), g in GROUPS.items() for spec in g}
 FAMILIES_IN_SUITE = sorted({family for family, _ in RUNS})
+# Each grid's convergence probe: its reference cell trained longer (results/probes/).
+PROBES = {(spec.family, spec.run_id()): spec for spec in SUITE.probes}
+PROBE_RESULTS = [f"results/probes/{family}/{run}/result.json" for family, run in PROBES]
 DATASETS = {
     dataset_file(spec.dataset, "results/data").stem: spec.dataset for spec in SUITE.runs
 }

@@ -18,6 +18,7 @@ rule report:
         expand("results/tables/{family}.parquet", family=FAMILIES_IN_SUITE),
         KERNEL_RESULTS,
         BENCHMARK_RESULTS,
+        PROBE_RESULTS,
         FINAL_LOOK,
         "results/mlflow/synced.txt",
     output:

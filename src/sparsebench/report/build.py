@@ -18,6 +18,7 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 
 from sparsebench.report.adaptive import grid_docs, seed_plan
 from sparsebench.report.claims import check
+from sparsebench.report.convergence import caveat, convergence_figure, convergence_rows
 from sparsebench.report.figures import family_figure, kernel_figure
 from sparsebench.report.pivots import pivot_tables
 from sparsebench.report.tables import config_label, load_results, row, seed_summary
@@ -120,11 +121,17 @@ def provenance(docs: list[dict[str, Any]], suite: str | None, root: Path) -> dic
     }
 
 
-def claim_results(suite: str | None, root: Path, docs: list[dict[str, Any]]) -> list[dict]:
+def claim_results(
+    suite: str | None,
+    root: Path,
+    docs: list[dict[str, Any]],
+    short: dict[str, str] | None = None,
+) -> list[dict]:
     """Every claim of the suite's experiment configs, checked against that config's cells (at
     the grid's seeds and any adaptive seeding added, looked at sequentially when the suite
     plans it); a grid that declares `smoke_scale` (why it is smaller than its claims need)
-    labels its claims so."""
+    labels its claims so, and so does one whose budget `short` (grid file name -> caveat) says
+    stops short of its reference's plateau."""
     if not suite or not (root / suite).exists():
         return []
     from sparsebench.config import load_suite
@@ -136,12 +143,32 @@ def claim_results(suite: str | None, root: Path, docs: list[dict[str, Any]]) -> 
         own = grid_docs(experiment, docs)
         base = {spec.key() for spec in experiment.runs}
         smoke = experiment.raw.get("smoke_scale")
+        notes = [f"smoke scale: {smoke}" if smoke else "", (short or {}).get(experiment.path.name)]
         for claim in experiment.claims:
             result = check(claim, own, None if smoke else plan, base)
-            if smoke:
-                result.caveats = "; ".join(filter(None, [f"smoke scale: {smoke}", result.caveats]))
+            result.caveats = "; ".join(filter(None, [*notes, result.caveats]))
             out.append(vars(result))
     return out
+
+
+def convergence_section(
+    suite: str | None, root: Path, docs: list[dict[str, Any]], results_dir: Path
+) -> dict[str, Any] | None:
+    """Each probed grid's reference at its budget against its convergence probe, with the
+    curves drawn; None when no grid of the suite declares a probe."""
+    if not suite or not (root / suite).exists():
+        return None
+    from sparsebench.config import load_suite
+
+    rows = convergence_rows(load_suite(root / suite, root).experiments, docs, results_dir)
+    if not rows:
+        return None
+    figure = convergence_figure(rows)
+    return {
+        "rows": [{k: v for k, v in row.items() if k != "curves"} for row in rows],
+        "figure": base64.b64encode(figure).decode() if figure else None,
+        "short": {row["grid"]: caveat(row) for row in rows if caveat(row)},
+    }
 
 
 def regression_tables(results_dir: Path) -> list[dict[str, Any]]:
@@ -272,6 +299,7 @@ def build_report(
         if docs:
             sections.append(family_section(family, docs, results_dir / "figures", runs))
             all_docs += docs
+    convergence = convergence_section(suite, root, all_docs, results_dir)
     env = Environment(
         loader=PackageLoader("sparsebench.report", "templates"),
         autoescape=select_autoescape(["html"]),
@@ -279,7 +307,8 @@ def build_report(
     env.filters["num"] = _num
     html = env.get_template("index.html").render(
         sections=sections,
-        claims=claim_results(suite, root, all_docs),
+        claims=claim_results(suite, root, all_docs, (convergence or {}).get("short")),
+        convergence=convergence,
         regressions=regression_tables(results_dir),
         kernels=kernel_sections(results_dir),
         throughput=throughput_table(results_dir),

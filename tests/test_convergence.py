@@ -1,0 +1,116 @@
+"""A grid's convergence probe trains its reference cell longer; the report says whether the
+grid's budget is near that plateau and labels the claims of a grid that stops short."""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from sparsebench.config import ConfigError, load_suite
+from sparsebench.report.build import claim_results, convergence_section
+
+GRID = {
+    "family": "sparse_training",
+    "methods": [
+        {"name": "dense", "seeds": [1, 0]},
+        {"name": "static-random", "params": {"density": [0.1, 0.2]}},
+    ],
+    "datasets": [{"name": "digits"}],
+    "models": [{"name": "mlp"}],
+    "budget": {"steps": 10, "eval_every": 5},
+    "seeds": [0, 1],
+    "convergence": {"reference": {"method": "dense"}, "factor": 3},
+    "claims": [
+        {
+            "claim": "denser random masks are better",
+            "paper": "none",
+            "metric": "test_acc",
+            "a": {"method": "static-random", "params": {"density": 0.2}},
+            "b": {"method": "static-random", "params": {"density": 0.1}},
+        }
+    ],
+}
+
+
+def write_suite(tmp: Path, root: Path, grid: dict) -> Path:
+    (tmp / "configs" / "experiments").mkdir(parents=True)
+    (tmp / "configs" / "hardware").mkdir()
+    (tmp / "configs" / "hardware" / "cpu.yaml").write_text(
+        (root / "configs" / "hardware" / "cpu.yaml").read_text()
+    )
+    (tmp / "workflow").symlink_to(root / "workflow")
+    (tmp / "configs" / "experiments" / "grid.yaml").write_text(yaml.safe_dump(grid))
+    path = tmp / "configs" / "suite.yaml"
+    path.write_text(
+        yaml.safe_dump({"hardware": "cpu", "experiments": ["configs/experiments/grid.yaml"]})
+    )
+    return path
+
+
+def test_the_probe_is_the_reference_first_seed_trained_factor_times_longer(tmp_path, root):
+    [experiment] = load_suite(write_suite(tmp_path, root, GRID), tmp_path).experiments
+    assert experiment.reference in experiment.runs and experiment.reference.seed == 0
+    assert experiment.reference.method.name == "dense"
+    assert experiment.probe.budget == {"steps": 30, "eval_every": 5}
+    assert experiment.probe not in experiment.runs
+
+
+def test_a_federated_probe_trains_more_rounds(tmp_path, root):
+    grid = {
+        "family": "federated",
+        "methods": [{"name": "fedavg", "params": {"alpha": [0.1, 100.0]}}],
+        "datasets": [{"name": "digits"}],
+        "models": [{"name": "mlp"}],
+        "budget": {"rounds": 5},
+        "seeds": [0],
+        "convergence": {"reference": {"method": "fedavg", "params": {"alpha": 100.0}}},
+    }
+    [experiment] = load_suite(write_suite(tmp_path, root, grid), tmp_path).experiments
+    assert experiment.reference.method.params == {"alpha": 100.0}
+    assert experiment.probe.budget == {"rounds": 20}
+
+
+@pytest.mark.parametrize(
+    ("reference", "found"),
+    [({"method": "static-random"}, "names 2 cells"), ({"method": "rigl"}, "names no cell")],
+)
+def test_a_reference_that_names_not_one_cell_is_refused_with_the_cells(
+    tmp_path, root, reference, found
+):
+    grid = copy.deepcopy(GRID)
+    grid["convergence"]["reference"] = reference
+    with pytest.raises(ConfigError, match="convergence.reference") as caught:
+        load_suite(write_suite(tmp_path, root, grid), tmp_path)
+    assert found in str(caught.value) and "static-random[density=0.2]" in str(caught.value)
+
+
+def result(spec, acc: float, steps: int) -> dict:
+    return {
+        "key": spec.key(),
+        "spec": spec.to_dict(),
+        "status": "ok",
+        "metrics": {"test_acc": acc},
+        "curves": {"step": [steps // 2, steps], "test_acc": [acc / 2, acc]},
+    }
+
+
+@pytest.mark.parametrize(("probe_acc", "short"), [(0.61, False), (0.70, True)])
+def test_a_budget_short_of_the_plateau_labels_the_grid_claims(tmp_path, root, probe_acc, short):
+    suite = write_suite(tmp_path, root, GRID)
+    [experiment] = load_suite(suite, tmp_path).experiments
+    docs = [result(spec, 0.6 + 0.01 * spec.seed, 10) for spec in experiment.runs]
+    probe = tmp_path / "results" / "probes" / "sparse_training" / experiment.probe.run_id()
+    probe.mkdir(parents=True)
+    (probe / "result.json").write_text(json.dumps(result(experiment.probe, probe_acc, 30)))
+    section = convergence_section(str(suite), tmp_path, docs, tmp_path / "results")
+    [row] = section["rows"]
+    assert row["at budget"] == 0.6 and row["probe"] == probe_acc
+    assert row["gain"] == pytest.approx(probe_acc - 0.6)
+    assert row["verdict"].startswith("short of plateau" if short else "near plateau")
+    assert section["figure"]
+    [claim] = claim_results(str(suite), tmp_path, docs, section["short"])
+    assert ("budget short of plateau" in claim["caveats"]) == short
