@@ -11,7 +11,8 @@ import pytest
 import yaml
 
 from sparsebench.config import ConfigError, load_suite
-from sparsebench.report.build import claim_results, convergence_section
+from sparsebench.report.build import claim_results, claim_tally, convergence_section
+from sparsebench.report.convergence import plateau
 
 GRID = {
     "family": "sparse_training",
@@ -108,9 +109,33 @@ def test_a_budget_short_of_the_plateau_labels_the_grid_claims(tmp_path, root, pr
     (probe / "result.json").write_text(json.dumps(result(experiment.probe, probe_acc, 30)))
     section = convergence_section(str(suite), tmp_path, docs, tmp_path / "results")
     [row] = section["rows"]
-    assert row["at budget"] == 0.6 and row["probe"] == probe_acc
+    assert row["at budget"] == 0.6 and row["probe plateau"] == probe_acc
     assert row["gain"] == pytest.approx(probe_acc - 0.6)
     assert row["verdict"].startswith("short of plateau" if short else "near plateau")
     assert section["figure"]
-    [claim] = claim_results(str(suite), tmp_path, docs, section["short"])
+    [claim] = claim_results(str(suite), tmp_path, docs, section["plateau"])
     assert ("budget short of plateau" in claim["caveats"]) == short
+    assert claim["evidence"] is not short
+    tally = claim_tally([claim])
+    assert sum(tally["not evidence" if short else "evidence"].values()) == 1
+
+
+def test_a_claim_of_a_grid_without_a_probe_is_not_evidence(tmp_path, root):
+    grid = {k: v for k, v in GRID.items() if k != "convergence"}
+    suite = write_suite(tmp_path, root, grid)
+    [experiment] = load_suite(suite, tmp_path).experiments
+    docs = [result(spec, 0.6, 10) for spec in experiment.runs]
+    [claim] = claim_results(str(suite), tmp_path, docs)
+    assert claim["evidence"] is False and "plateau" not in claim["caveats"]
+
+
+def test_the_plateau_is_the_mean_of_the_probe_last_quarter():
+    probe = {
+        "curves": {"step": [100, 200, 300, 400], "test_acc": [0.5, 0.6, 0.7, 0.8]},
+        "metrics": {"test_acc": 0.8},
+    }
+    assert plateau(probe, "test_acc") == pytest.approx(0.8)
+    rounds = [10, 20, 30, 40, 50, 60, 70, 80]
+    probe["curves"] = {"round": rounds, "test_acc": [0.1] * 6 + [0.6, 0.8]}
+    assert plateau(probe, "test_acc") == pytest.approx(0.7)
+    assert plateau({"curves": {}, "metrics": {"test_ppl": 3.0}}, "test_ppl") == 3.0

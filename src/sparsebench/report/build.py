@@ -125,13 +125,14 @@ def claim_results(
     suite: str | None,
     root: Path,
     docs: list[dict[str, Any]],
-    short: dict[str, str] | None = None,
+    plateau: dict[str, str] | None = None,
 ) -> list[dict]:
     """Every claim of the suite's experiment configs, checked against that config's cells (at
     the grid's seeds and any adaptive seeding added, looked at sequentially when the suite
-    plans it); a grid that declares `smoke_scale` (why it is smaller than its claims need)
-    labels its claims so, and so does one whose budget `short` (grid file name -> caveat) says
-    stops short of its reference's plateau."""
+    plans it). A grid that declares `smoke_scale` (why it is smaller than its claims need)
+    labels its claims so, and so does one whose probe `plateau` (grid file name -> caveat,
+    empty when near its plateau) says stops short. A claim is `evidence` only from a grid at
+    full scale whose probe shows its budget near the plateau."""
     if not suite or not (root / suite).exists():
         return []
     from sparsebench.config import load_suite
@@ -143,12 +144,24 @@ def claim_results(
         own = grid_docs(experiment, docs)
         base = {spec.key() for spec in experiment.runs}
         smoke = experiment.raw.get("smoke_scale")
-        notes = [f"smoke scale: {smoke}" if smoke else "", (short or {}).get(experiment.path.name)]
+        early = (plateau or {}).get(experiment.path.name)
+        notes = [f"smoke scale: {smoke}" if smoke else "", early or ""]
         for claim in experiment.claims:
             result = check(claim, own, None if smoke else plan, base)
             result.caveats = "; ".join(filter(None, [*notes, result.caveats]))
-            out.append(vars(result))
+            out.append({**vars(result), "evidence": not smoke and early == ""})
     return out
+
+
+def claim_tally(claims: list[dict]) -> dict[str, dict[str, int]]:
+    """How many claims ended with each verdict, among those that are evidence (a grid at full
+    scale whose probe shows its budget near the plateau) and the others."""
+    tally: dict[str, dict[str, int]] = {"evidence": {}, "not evidence": {}}
+    for claim in claims:
+        counts = tally["evidence" if claim["evidence"] else "not evidence"]
+        verdict = claim["verdict"].split(" ")[0]
+        counts[verdict] = counts.get(verdict, 0) + 1
+    return tally
 
 
 def convergence_section(
@@ -167,7 +180,7 @@ def convergence_section(
     return {
         "rows": [{k: v for k, v in row.items() if k != "curves"} for row in rows],
         "figure": base64.b64encode(figure).decode() if figure else None,
-        "short": {row["grid"]: caveat(row) for row in rows if caveat(row)},
+        "plateau": {row["grid"]: caveat(row) for row in rows if row["gain"] is not None},
     }
 
 
@@ -300,6 +313,7 @@ def build_report(
             sections.append(family_section(family, docs, results_dir / "figures", runs))
             all_docs += docs
     convergence = convergence_section(suite, root, all_docs, results_dir)
+    claims = claim_results(suite, root, all_docs, (convergence or {}).get("plateau"))
     env = Environment(
         loader=PackageLoader("sparsebench.report", "templates"),
         autoescape=select_autoescape(["html"]),
@@ -307,7 +321,8 @@ def build_report(
     env.filters["num"] = _num
     html = env.get_template("index.html").render(
         sections=sections,
-        claims=claim_results(suite, root, all_docs, (convergence or {}).get("short")),
+        claims=claims,
+        tally=claim_tally(claims),
         convergence=convergence,
         regressions=regression_tables(results_dir),
         kernels=kernel_sections(results_dir),
