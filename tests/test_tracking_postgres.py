@@ -26,6 +26,7 @@ import yaml
 
 from sparsebench.cli import main
 from sparsebench.config import load_suite
+from sparsebench.runner import group_id, seed_groups
 
 PG_URI = os.environ.get("SPARSEBENCH_PG_URI")
 pytestmark = [
@@ -141,11 +142,11 @@ def copy_suite(work: Path, uri: str) -> list:
     return load_suite(work / SUITE, work).runs
 
 
-def run_suite(work: Path, specs: list) -> None:
+def run_suite(work: Path, specs: list, *args: str) -> None:
     targets = [f"results/runs/{s.family}/{s.run_id()}/result.json" for s in specs]
     targets.append("results/mlflow/synced.txt")  # the workflow logs to MLflow in one track job
     done = subprocess.run(
-        [str(BIN / "snakemake"), *targets, "-c", "2", "--config", f"suite={SUITE}"],
+        [str(BIN / "snakemake"), *targets, "-c", "2", "--config", f"suite={SUITE}", *args],
         cwd=work,
         capture_output=True,
         text=True,
@@ -174,13 +175,13 @@ def suite_logs_each_run_once(work: Path, uri: str) -> None:
     artifacts = [a.path for a in MlflowClient(tracking_uri=uri).list_artifacts(run_id)]
     assert artifacts == ["result.json"]
 
-    redo = specs[0]
-    (work / f"results/runs/{redo.family}/{redo.run_id()}/result.json").unlink()
-    run_suite(work, specs)
+    group = seed_groups(specs)[0]
+    run_suite(work, specs, "-R", f"results/seeds/{group[0].family}/{group_id(group)}")
     second = assert_logged_once(uri, specs)
-    assert second[redo.key()] != first[redo.key()]
-    assert {k: v for k, v in second.items() if k != redo.key()} == {
-        k: v for k, v in first.items() if k != redo.key()
+    rerun = {spec.key() for spec in group}
+    assert all(second[key] != first[key] for key in rerun)
+    assert {k: v for k, v in second.items() if k not in rerun} == {
+        k: v for k, v in first.items() if k not in rerun
     }
 
 
