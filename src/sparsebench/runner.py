@@ -151,10 +151,11 @@ def _execute_batched(
     prepare, run_seeds = SEED_ENGINES[specs[0].family]
     ctxs = []
     for spec in specs:
-        ctxs.append(_context(spec, hardware, data))
-        prepare(ctxs[-1])
-    if not all(model_batchable(ctx.model) for ctx in ctxs):
-        return None
+        ctx = _context(spec, hardware, data)
+        if not model_batchable(ctx.model):
+            return None
+        prepare(ctx)
+        ctxs.append(ctx)
     results = run_seeds(ctxs)
     wall_s = (time.perf_counter() - clock) / len(specs)
     documents = []

@@ -261,17 +261,24 @@ def _prune_and_retrain(
     method: Any, model: nn.Module, data: Dataset, retrainer: Retrainer, steps: int
 ) -> float:
     """Prune (and retrain for `steps`) through the method's protocol; seconds spent pruning."""
-    clock = time.perf_counter()
     if method.iterative:
+        clock = time.perf_counter()
         masks = method.prune_iteratively(model, data, retrainer, steps)
         MaskedWeights(model, masks)
         return time.perf_counter() - clock - retrainer.seconds
-    masks = method.prune(model, data)
-    prune_s = time.perf_counter() - clock
-    MaskedWeights(model, masks)
+    masks, prune_s = _prune_once(method, model, data)
     if steps:
         retrainer(model, masks, steps)
     return prune_s
+
+
+def _prune_once(method: Any, model: nn.Module, data: Dataset) -> tuple[dict, float]:
+    """A one-shot method's masks, applied to `model`, and the seconds its pruning took."""
+    clock = time.perf_counter()
+    masks = method.prune(model, data)
+    prune_s = time.perf_counter() - clock
+    MaskedWeights(model, masks)
+    return masks, prune_s
 
 
 def _phases(ctx: RunContext) -> Phases:
@@ -323,10 +330,7 @@ def run_seeds(ctxs: list[RunContext]) -> list[RunResult]:
     pruned = [i for i, log in enumerate(logs) if not log.diverged]
     masks = {}
     for i in pruned:
-        clock = time.perf_counter()
-        masks[i] = ctxs[i].method.prune(models[i], data)
-        prune_s[i] = time.perf_counter() - clock
-        MaskedWeights(models[i], masks[i])
+        masks[i], prune_s[i] = _prune_once(ctxs[i].method, models[i], data)
     if finetune_steps and pruned:
         retrain_seeds(
             [retrainers[i] for i in pruned],
