@@ -2,25 +2,11 @@ from pathlib import Path
 
 import pytest
 import yaml
+from suite_files import write_suite
 
 from sparsebench.config import ConfigError, expand_params, load_suite
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def write_suite(tmp: Path, root: Path, grid: dict, suite_extra: dict | None = None) -> Path:
-    (tmp / "configs" / "experiments").mkdir(parents=True)
-    (tmp / "configs" / "hardware").mkdir()
-    (tmp / "configs" / "hardware" / "cpu.yaml").write_text(
-        (root / "configs" / "hardware" / "cpu.yaml").read_text()
-    )
-    (tmp / "workflow").symlink_to(root / "workflow")
-    (tmp / "configs" / "experiments" / "grid.yaml").write_text(yaml.safe_dump(grid))
-    suite = {"hardware": "cpu", "experiments": ["configs/experiments/grid.yaml"]}
-    suite.update(suite_extra or {})
-    path = tmp / "configs" / "suite.yaml"
-    path.write_text(yaml.safe_dump(suite))
-    return path
 
 
 GRID = {

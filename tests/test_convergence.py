@@ -5,10 +5,9 @@ from __future__ import annotations
 
 import copy
 import json
-from pathlib import Path
 
 import pytest
-import yaml
+from suite_files import write_suite
 
 from sparsebench.config import ConfigError, load_suite
 from sparsebench.report.build import claim_results, claim_tally, convergence_section
@@ -35,21 +34,6 @@ GRID = {
         }
     ],
 }
-
-
-def write_suite(tmp: Path, root: Path, grid: dict) -> Path:
-    (tmp / "configs" / "experiments").mkdir(parents=True)
-    (tmp / "configs" / "hardware").mkdir()
-    (tmp / "configs" / "hardware" / "cpu.yaml").write_text(
-        (root / "configs" / "hardware" / "cpu.yaml").read_text()
-    )
-    (tmp / "workflow").symlink_to(root / "workflow")
-    (tmp / "configs" / "experiments" / "grid.yaml").write_text(yaml.safe_dump(grid))
-    path = tmp / "configs" / "suite.yaml"
-    path.write_text(
-        yaml.safe_dump({"hardware": "cpu", "experiments": ["configs/experiments/grid.yaml"]})
-    )
-    return path
 
 
 def test_the_probe_is_the_reference_first_seed_trained_factor_times_longer(tmp_path, root):
